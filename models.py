@@ -1,0 +1,209 @@
+"""The two models compared by this project: a plain AutoEncoder and a Variational AutoEncoder.
+
+Both share one interface, so training, plotting and metrics never branch on the kind except
+where the maths differs:
+
+    model.encode(x)   images B x 1 x 28 x 28 in [0, 1] -> codes B x latent_dim (the VAE: the mean)
+    model.decode(z)   codes -> pixel probabilities B x 1 x 28 x 28
+    model.loss(x)     dict of named loss terms, each in nats per image, averaged over the batch
+    model.kind        "autoencoder" or "vae"
+
+Losses treat each pixel as a Bernoulli variable whose target is the grey level in [0, 1]
+(as the seed did). With non-binary targets this cross-entropy is not a normalised
+log-likelihood, so its values compare with each other, not with papers that binarise MNIST.
+"""
+import math
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+IMAGE_SHAPE = (1, 28, 28)
+IMAGE_PIXELS = 28 * 28
+CHECKPOINT_FORMAT_VERSION = 1
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,  # the seed's choice
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+
+
+def mlp(sizes, activation):
+    """Linear layers of the given sizes with `activation` between them (none after the last)."""
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+def bernoulli_cross_entropy(logits, x):
+    """Cross-entropy of the images x under per-pixel Bernoulli(sigmoid(logits)), nats per image."""
+    return F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="none").sum(1)
+
+
+class AutoEncoder(nn.Module):
+    kind = "autoencoder"
+
+    def __init__(self, hidden_dims=(512, 256), latent_dim=2, activation="gelu"):
+        super().__init__()
+        self.model_args = dict(hidden_dims=list(hidden_dims), latent_dim=latent_dim, activation=activation)
+        self.latent_dim = latent_dim
+        self.encoder = mlp([IMAGE_PIXELS, *hidden_dims, self.encoder_outputs()], activation)
+        self.decoder = mlp([latent_dim, *reversed(hidden_dims), IMAGE_PIXELS], activation)
+
+    def encoder_outputs(self):
+        return self.latent_dim
+
+    def encode(self, x):
+        return self.encoder(x.flatten(1))
+
+    def decode_logits(self, z):
+        return self.decoder(z)
+
+    def decode(self, z):
+        return torch.sigmoid(self.decode_logits(z)).view(-1, *IMAGE_SHAPE)
+
+    def reconstruct(self, x):
+        """Deterministic reconstruction (pixel probabilities): decode the code of x."""
+        return self.decode(self.encode(x))
+
+    def init_output_bias(self, mean_image):
+        """Start the decoder at the mean training image (logit of the mean pixel intensity).
+
+        Without this the first hundred steps are spent learning that most pixels are black.
+        """
+        p = mean_image.flatten().clamp(1e-3, 1 - 1e-3)
+        with torch.no_grad():
+            self.decoder[-1].bias.copy_(torch.log(p) - torch.log1p(-p))
+
+    def loss(self, x):
+        recon = bernoulli_cross_entropy(self.decode_logits(self.encode(x)), x).mean()
+        return {"total": recon, "recon": recon}
+
+
+class VAE(AutoEncoder):
+    """Kingma & Welling (2014), "Auto-Encoding Variational Bayes", with a N(0, I) prior.
+
+    The encoder outputs the mean and log-variance of a diagonal Gaussian q(z|x). The loss is the
+    negative evidence lower bound with a weight beta on its KL term (beta = 1: the plain ELBO;
+    Higgins et al. 2017 for beta != 1):  E_q[-log p(x|z)] + beta * KL(q(z|x) || N(0, I)).
+    """
+    kind = "vae"
+
+    def __init__(self, hidden_dims=(512, 256), latent_dim=2, activation="gelu", beta=1.0):
+        super().__init__(hidden_dims, latent_dim, activation)
+        self.model_args["beta"] = beta
+        self.beta = beta
+
+    def encoder_outputs(self):
+        return 2 * self.latent_dim  # mean and log-variance
+
+    def encode_dist(self, x):
+        mu, logvar = self.encoder(x.flatten(1)).chunk(2, dim=1)
+        return mu, logvar
+
+    def encode(self, x):
+        return self.encode_dist(x)[0]
+
+    def sample_posterior(self, mu, logvar):
+        # reparameterisation: z = mu + sigma * eps, so gradients flow to mu and logvar through z;
+        # sigma is exp(logvar / 2), not exp(logvar) (the seed's slip)
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    def loss(self, x):
+        mu, logvar = self.encode_dist(x)
+        z = self.sample_posterior(mu, logvar)
+        recon = bernoulli_cross_entropy(self.decode_logits(z), x).mean()
+        kl = gaussian_kl(mu, logvar).mean()
+        return {"total": recon + self.beta * kl, "recon": recon, "kl": kl}
+
+
+def gaussian_kl(mu, logvar):
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per row, in closed form.
+
+    Kingma & Welling (2014), appendix B: -1/2 * sum(1 + log sigma^2 - mu^2 - sigma^2).
+    """
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
+
+
+MODELS = {cls.kind: cls for cls in (AutoEncoder, VAE)}
+
+
+def build_model(kind, **model_args):
+    return MODELS[kind](**model_args)
+
+
+def count_macs_per_image(model):
+    """Multiply-accumulates of one forward pass through encoder and decoder (the Linear layers)."""
+    return sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message says which file and why."""
+
+
+def save_checkpoint(path, model, **extra):
+    """Write model (kind, constructor arguments, weights) and `extra` entries to path, atomically.
+
+    The file is written next to its destination and renamed over it, so a crash or a full disk
+    mid-write leaves the previous checkpoint intact.
+    """
+    checkpoint = {
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "kind": model.kind,
+        "model_args": model.model_args,
+        "model_state": model.state_dict(),
+        **extra,
+    }
+    tmp_path = f"{path}.tmp{os.getpid()}"
+    try:
+        torch.save(checkpoint, tmp_path)
+        os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+
+
+def read_checkpoint(path, map_location="cpu"):
+    """The checkpoint's dict, loaded without running code from the file, with its keys checked."""
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file") from None
+    except Exception as e:  # unpickling errors come in many types; all mean "not a checkpoint we can trust"
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line[:200]})") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: not a checkpoint of this project (holds a {type(checkpoint).__name__})")
+    missing = [k for k in ("format_version", "kind", "model_args", "model_state") if k not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: not a checkpoint of this project (missing {', '.join(missing)})")
+    version = checkpoint["format_version"]
+    if not isinstance(version, int) or version > CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {version} is newer than this code reads "
+                              f"({CHECKPOINT_FORMAT_VERSION}); update the project")
+    if checkpoint["kind"] not in MODELS:
+        raise CheckpointError(f"{path}: unknown model kind {checkpoint['kind']!r} "
+                              f"(expected one of {', '.join(MODELS)})")
+    return checkpoint
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Rebuild the model stored in path from the file alone; returned in eval mode."""
+    checkpoint = read_checkpoint(path, map_location)
+    try:
+        model = build_model(checkpoint["kind"], **checkpoint["model_args"])
+        model.load_state_dict(checkpoint["model_state"])
+    except (TypeError, KeyError, ValueError, RuntimeError) as e:
+        first_line = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit a {checkpoint['kind']} model "
+                              f"with {checkpoint['model_args']} ({first_line[:200]})") from None
+    return model.to(map_location).eval()

@@ -1,0 +1,250 @@
+"""Train a 2-D AutoEncoder and/or VAE(s) on MNIST, with TensorBoard logs and checkpoints.
+
+    python train.py --train_autoencoder --train_vae --epochs=20 [--use_cuda]
+
+Writes checkpoints/autoencoder.pt and checkpoints/vae.pt (one vae_beta<B>.pt per other --beta),
+and one TensorBoard run per model under logs/ (`tensorboard --logdir=logs`).
+"""
+import math
+import os
+import sys
+import time
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+from tqdm import tqdm
+
+import cli
+import data
+import metrics
+import models
+
+
+def parse_args(argv=None):
+    p = cli.ArgumentParser(
+        prog="train.py",
+        description="Train a 2-D AutoEncoder and/or VAE(s) on MNIST. Each model gets a checkpoint "
+                    "(<checkpoint_dir>/<name>.pt, rewritten after every epoch) and a TensorBoard run "
+                    "(<logdir>/<name>-<date>-<time>). An existing checkpoint of the same name is moved "
+                    "to <checkpoint_dir>/previous/ before it is replaced, so no run is lost.")
+    g = p.add_argument_group("what to train (at least one)")
+    g.add_argument("--train_autoencoder", action="store_true", help="train the AutoEncoder -> autoencoder.pt")
+    g.add_argument("--train_vae", action="store_true",
+                   help="train one VAE per --beta value -> vae.pt (beta 1), vae_beta<B>.pt (others)")
+    g = p.add_argument_group("model")
+    g.add_argument("--latent_dim", type=cli.positive_int, default=2,
+                   help="size of the latent code (default: %(default)s; the figures need 2)")
+    g.add_argument("--hidden_dims", "--hidden_dim", type=cli.positive_int, nargs="+", default=[512, 256],
+                   metavar="N", help="hidden layer sizes of the encoder; the decoder mirrors them "
+                                     "(default: %(default)s)")
+    g.add_argument("--activation", choices=sorted(models.ACTIVATIONS), default="gelu",
+                   help="nonlinearity between layers (default: %(default)s)")
+    g.add_argument("--beta", type=cli.non_negative_float, nargs="+", default=[1.0], metavar="B",
+                   help="weight of the VAE's KL term; several values train one VAE each "
+                        "(default: 1, the plain ELBO)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=cli.positive_int, default=20, help="passes over the 55 000 training "
+                   "images (default: %(default)s)")
+    g.add_argument("--batch_size", type=cli.positive_int, default=128,
+                   help="images per step (default: %(default)s)")
+    g.add_argument("--lr", type=cli.positive_float, default=2e-3,
+                   help="peak learning rate of Adam (default: %(default)s)")
+    g.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
+                   help="cosine: linear warm-up over the first epoch, then cosine decay to zero; "
+                        "constant: --lr throughout (default: %(default)s)")
+    g.add_argument("--seed", type=cli.non_negative_int, default=0,
+                   help="seed of weights, batch order and sampling (default: %(default)s)")
+    g = p.add_argument_group("files and hardware")
+    g.add_argument("--data_dir", default="data", help="folder holding MNIST/raw/ (default: %(default)s)")
+    g.add_argument("--checkpoint_dir", default="checkpoints", help="where checkpoints go (default: %(default)s)")
+    g.add_argument("--logdir", default="logs", help="where TensorBoard runs go (default: %(default)s)")
+    g.add_argument("--use_cuda", action="store_true", help="train on the GPU (error if none is present)")
+    g.add_argument("--threads", type=cli.positive_int, default=None,
+                   help="CPU threads for PyTorch (default: PyTorch's choice, one per physical core)")
+    g.add_argument("--max_train_images", type=cli.positive_int, default=None, metavar="N",
+                   help="train on the first N training images only, for a quick look (default: all 55 000)")
+    args = p.parse_args(argv)
+    if not (args.train_autoencoder or args.train_vae):
+        p.error("nothing to train: give --train_autoencoder and/or --train_vae")
+    return args
+
+
+def run_name(kind, beta):
+    if kind == "autoencoder":
+        return "autoencoder"
+    return "vae" if beta == 1 else f"vae_beta{beta:g}"
+
+
+def make_log_dir(logdir, name):
+    """A fresh TensorBoard run folder <logdir>/<name>-<date>-<time>[-<n>] (never an existing one)."""
+    stem = os.path.join(logdir, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    path, n = stem, 1
+    while os.path.exists(path):
+        n += 1
+        path = f"{stem}-{n}"
+    os.makedirs(path)
+    return path
+
+
+def keep_previous_checkpoint(path):
+    """Move an existing checkpoint to <dir>/previous/<name>-<its date>.pt instead of overwriting it."""
+    if not os.path.exists(path):
+        return None
+    folder, filename = os.path.split(path)
+    stem = os.path.splitext(filename)[0]
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(os.path.getmtime(path)))
+    os.makedirs(os.path.join(folder, "previous"), exist_ok=True)
+    target, n = os.path.join(folder, "previous", f"{stem}-{stamp}.pt"), 1
+    while os.path.exists(target):
+        n += 1
+        target = os.path.join(folder, "previous", f"{stem}-{stamp}-{n}.pt")
+    os.replace(path, target)
+    return target
+
+
+def lr_factor(step, warmup_steps, total_steps, schedule):
+    """Multiplier of --lr at a step: linear warm-up, then cosine decay to zero (or constant)."""
+    if schedule == "constant":
+        return 1.0
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def image_grid_pair(inputs, outputs, per_row=16):
+    """Inputs and their reconstructions as alternating rows: one CHW image for TensorBoard."""
+    import torchvision.utils as vutils
+    rows = []
+    for start in range(0, len(inputs), per_row):
+        rows += [inputs[start:start + per_row], outputs[start:start + per_row]]
+    return vutils.make_grid(torch.cat(rows), nrow=per_row, pad_value=1)
+
+
+def train_model(name, model, splits, args, device):
+    train_split, val_split = splits["train"], splits["val"]
+    model.init_output_bias(train_split.images.mean(0))
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    steps_per_epoch = math.ceil(len(train_split) / args.batch_size)
+    total_steps = steps_per_epoch * args.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, steps_per_epoch, total_steps, args.schedule))
+    batch_order = torch.Generator().manual_seed(args.seed)
+
+    checkpoint_path = os.path.join(args.checkpoint_dir, f"{name}.pt")
+    log_dir = make_log_dir(args.logdir, name)
+    writer = SummaryWriter(log_dir)
+    # fixed inputs for the images logged every epoch, so epochs can be compared picture by picture
+    shown_images = val_split.images[:32]
+    shown_codes = torch.randn(64, model.latent_dim, generator=torch.Generator().manual_seed(0)).to(device)
+    config = {k: v for k, v in vars(args).items() if k not in ("train_autoencoder", "train_vae")}
+    config["beta"] = getattr(model, "beta", None)
+    print(f"{name}: {sum(p.numel() for p in model.parameters()):,} parameters, "
+          f"{len(train_split):,} training images, {args.epochs} epochs on {device}; "
+          f"TensorBoard run {log_dir}")
+
+    moved_to = None
+    val_metrics = {}
+    for epoch in range(1, args.epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        sums, n_seen = {}, 0
+        bar = tqdm(total=len(train_split), desc=f"{name} epoch {epoch}/{args.epochs}", unit="img",
+                   leave=False, disable=None, file=sys.stderr)
+        for step, (images, _) in enumerate(train_split.batches(args.batch_size, shuffle=True, generator=batch_order)):
+            terms = model.loss(images)
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            optimizer.step()
+            scheduler.step()
+            # accumulate on the device; reading a value back (.item()) waits for the GPU, so do it rarely
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.detach() * len(images)
+            n_seen += len(images)
+            bar.update(len(images))
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{sums['total'].item() / n_seen:.2f}")
+        bar.close()
+        train_metrics = {k: (v / n_seen).item() for k, v in sums.items()}
+        if not math.isfinite(train_metrics["total"]):
+            raise cli.UserError(f"{name}: the training loss became {train_metrics['total']} in epoch {epoch}; "
+                                f"try a smaller --lr. The last good checkpoint is "
+                                f"{checkpoint_path if epoch > 1 else 'none (first epoch)'}")
+        val_metrics = metrics.evaluate(model, val_split)
+        seconds = time.perf_counter() - start
+
+        for k, v in train_metrics.items():
+            writer.add_scalar(f"train/loss_{k}", v, epoch)
+        for k, v in val_metrics.items():
+            writer.add_scalar(f"val/{k}", v, epoch)
+        writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch)
+        writer.add_scalar("train/seconds_per_epoch", seconds, epoch)
+        with torch.no_grad():
+            model.eval()
+            writer.add_image("val/inputs_and_reconstructions",
+                             image_grid_pair(shown_images, model.reconstruct(shown_images)), epoch)
+            import torchvision.utils as vutils
+            writer.add_image("samples/decoded_from_N(0,I)",
+                             vutils.make_grid(model.decode(shown_codes), nrow=8, pad_value=1), epoch)
+        writer.flush()
+
+        if epoch == 1:
+            moved_to = keep_previous_checkpoint(checkpoint_path)
+        models.save_checkpoint(
+            checkpoint_path, model, epoch=epoch, config=config, optimizer_state=optimizer.state_dict(),
+            scheduler_state=scheduler.state_dict(), val_metrics=val_metrics)
+        print(f"{name} epoch {epoch:2d}/{args.epochs}  train {train_metrics['total']:.2f}  "
+              f"val {val_metrics['loss_total']:.2f}"
+              + (f" (recon {val_metrics['loss_recon']:.2f} + kl {val_metrics['loss_kl']:.2f})" if "loss_kl" in val_metrics else "")
+              + f"  pixel acc {100 * val_metrics['pixel_acc_0.5']:.2f}%  {seconds:.1f}s", flush=True)
+
+    test_metrics = metrics.evaluate(model, splits["test"])
+    models.save_checkpoint(
+        checkpoint_path, model, epoch=args.epochs, config=config, optimizer_state=optimizer.state_dict(),
+        scheduler_state=scheduler.state_dict(), val_metrics=val_metrics, test_metrics=test_metrics)
+    hparams = {k: (str(v) if isinstance(v, (list, tuple)) or v is None else v) for k, v in config.items()}
+    hparams["kind"] = model.kind
+    final = {f"final/val_{k}": v for k, v in val_metrics.items()} | {f"final/test_{k}": v for k, v in test_metrics.items()}
+    for summary in hparams_summary(hparams, final):
+        writer.file_writer.add_summary(summary)
+    for k, v in final.items():
+        writer.add_scalar(k, v, args.epochs)
+    writer.close()
+    print(f"{name} test  loss {test_metrics['loss_total']:.2f} nats"
+          + (f" (recon {test_metrics['loss_recon']:.2f} + kl {test_metrics['loss_kl']:.2f})" if "loss_kl" in test_metrics else "")
+          + f"  pixel acc {100 * test_metrics['pixel_acc_0.5']:.2f}% (0.5) {100 * test_metrics['pixel_acc_0.6']:.2f}% (0.6)"
+          + f"  -> {checkpoint_path}" + (f" (previous one kept as {moved_to})" if moved_to else ""))
+    return test_metrics
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        if args.use_cuda and not torch.cuda.is_available():
+            raise cli.UserError("--use_cuda was given but PyTorch sees no CUDA device")
+        device = torch.device("cuda" if args.use_cuda else "cpu")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        cli.writable_dir(args.checkpoint_dir)
+        cli.writable_dir(args.logdir)
+        splits = data.load_mnist(args.data_dir, device, args.max_train_images)
+        started = time.perf_counter()
+        for kind, beta in ([("autoencoder", None)] if args.train_autoencoder else []) + \
+                          ([("vae", b) for b in args.beta] if args.train_vae else []):
+            torch.manual_seed(args.seed)  # each model starts from the same seed, whatever trained before it
+            model_args = dict(hidden_dims=args.hidden_dims, latent_dim=args.latent_dim, activation=args.activation)
+            if kind == "vae":
+                model_args["beta"] = beta
+            model = models.build_model(kind, **model_args).to(device)
+            train_model(run_name(kind, beta), model, splits, args, device)
+        print(f"done in {time.perf_counter() - started:.1f}s")
+    except (cli.UserError, data.DataError, models.CheckpointError) as e:
+        cli.exit_with_error(str(e))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; checkpoints written so far are in {args.checkpoint_dir}/", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
