@@ -1,0 +1,260 @@
+"""Draw the figures that compare the latent spaces of the trained models.
+
+    python explore_latent_space.py                     # every checkpoint in checkpoints/ -> readme/
+    python explore_latent_space.py my_run/vae.pt -o out
+
+Each figure is one function named after it: it takes a model (and data) and returns a matplotlib
+Figure. The command line only loops over checkpoints and saves. For the two default models the
+files are named <figure>_auto.png and <figure>_vae.png; other checkpoints use their file's stem.
+"""
+import glob
+import io
+import os
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torchvision.utils as vutils
+
+import cli
+import data
+import models
+
+FIGURE_SUFFIX = {"autoencoder": "auto", "vae": "vae"}  # the seed's names for the two default models
+MODEL_TITLE = {"autoencoder": "AutoEncoder", "vae": "VAE"}
+INTERPOLATION_DIGITS = [(0, 6), (1, 7), (3, 8), (4, 9), (2, 5)]  # pairs of digits to walk between
+DPI = 100
+
+
+def model_title(model):
+    title = MODEL_TITLE[model.kind]
+    beta = getattr(model, "beta", 1)
+    return title if beta == 1 else f"{title} (β = {beta:g})"
+
+
+def show_image_grid(ax, images, nrow, title):
+    grid = vutils.make_grid(images.cpu(), nrow=nrow, padding=2, pad_value=1)[0]
+    ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title)
+    ax.axis("off")
+
+
+@torch.no_grad()
+def outputs_figure(model, images):
+    """Inputs beside their reconstructions."""
+    fig, (ax_in, ax_out) = plt.subplots(1, 2, figsize=(8, 2.6), dpi=DPI)
+    show_image_grid(ax_in, images, 8, "inputs (test images)")
+    show_image_grid(ax_out, model.reconstruct(images), 8, "reconstructions")
+    fig.suptitle(f"{model_title(model)}: reconstructions")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def encode_in_batches(model, images, batch_size=2000):
+    return torch.cat([model.encode(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def project_to_2d(codes):
+    """The codes themselves when 2-D, else their projection on the two leading principal axes."""
+    if codes.shape[1] == 2:
+        return codes, False
+    centred = codes - codes.mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ v[:2].T, True
+
+
+@torch.no_grad()
+def latent_dist_figure(model, images, labels):
+    """Test images encoded onto the latent plane, coloured by digit."""
+    codes, projected = project_to_2d(encode_in_batches(model, images).cpu())
+    fig, ax = plt.subplots(figsize=(6.4, 6), dpi=DPI)
+    colours = plt.get_cmap("tab10")
+    for digit in range(10):
+        pts = codes[labels.cpu() == digit]
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.6, color=colours(digit), label=str(digit), rasterized=True)
+    ax.set_aspect("equal", adjustable="datalim")
+    what = "codes" if model.kind == "autoencoder" else "posterior means"
+    ax.set_title(f"{model_title(model)}: {len(codes):,} test {what}"
+                 + (f"\n(PCA projection of the {model.latent_dim}-D codes)" if projected else ""))
+    ax.set_xlabel("PC 1" if projected else "$z_1$")
+    ax.set_ylabel("PC 2" if projected else "$z_2$")
+    ax.legend(title="digit", markerscale=5, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def latent_grid(grid_range, grid_size):
+    """grid_size^2 latent points on [-grid_range, grid_range]^2, row by row from the top (z2 high)."""
+    ticks = torch.linspace(-grid_range, grid_range, grid_size)
+    z2, z1 = torch.meshgrid(ticks.flip(0), ticks, indexing="ij")
+    return torch.stack([z1.flatten(), z2.flatten()], dim=1)
+
+
+@torch.no_grad()
+def latent_space_figure(model, grid_range=1.5, grid_size=20, codes=None):
+    """The decoder over a regular grid of latent points, as one image with latent axes.
+
+    codes (optional, N x 2): drawn faintly on top, to show where the data lives.
+    """
+    device = next(model.parameters()).device
+    tiles = model.decode(latent_grid(grid_range, grid_size).to(device)).cpu()
+    image = vutils.make_grid(tiles, nrow=grid_size, padding=0)[0].numpy()
+    half_step = grid_range / (grid_size - 1) if grid_size > 1 else grid_range
+    extent = [-grid_range - half_step, grid_range + half_step] * 2
+    fig, ax = plt.subplots(figsize=(6.4, 6.4), dpi=DPI)
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1, extent=extent, interpolation="nearest")
+    if codes is not None:
+        ax.scatter(codes[:, 0].cpu(), codes[:, 1].cpu(), s=1, alpha=0.15, color="tab:orange", rasterized=True)
+        ax.set_xlim(extent[:2])
+        ax.set_ylim(extent[2:])
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.set_title(f"{model_title(model)}: decoder over a {grid_size}×{grid_size} grid on "
+                 f"[-{grid_range:g}, {grid_range:g}]²")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def sample_from_norm_figure(model, n=100, seed=0):
+    """Images decoded from latent codes drawn from the prior N(0, I)."""
+    z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    device = next(model.parameters()).device
+    fig, ax = plt.subplots(figsize=(5.4, 5.8), dpi=DPI)
+    show_image_grid(ax, model.decode(z.to(device)), int(round(n ** 0.5)), f"{model_title(model)}: decoded z ~ N(0, I)")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def interpolation_figure(model, images, labels, steps=10, digit_pairs=INTERPOLATION_DIGITS):
+    """For pairs of test digits: the decoder along the straight line between their codes."""
+    rows = []
+    for a, b in digit_pairs:
+        x_a = images[(labels == a).nonzero()[0, 0]]
+        x_b = images[(labels == b).nonzero()[0, 0]]
+        z_a, z_b = model.encode(torch.stack([x_a, x_b]))
+        t = torch.linspace(0, 1, steps, device=z_a.device).unsqueeze(1)
+        path = model.decode((1 - t) * z_a + t * z_b)
+        rows.append(torch.cat([x_a[None], path, x_b[None]]))
+    fig, ax = plt.subplots(figsize=(7.5, 0.75 * len(digit_pairs) + 0.8), dpi=DPI)
+    show_image_grid(ax, torch.cat(rows), steps + 2,
+                    f"{model_title(model)}: straight lines in latent space\n"
+                    "(first and last column: the two test images; between: decoded)")
+    fig.tight_layout()
+    return fig
+
+
+def figure_to_array(fig):
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3]
+
+
+def side_by_side(left, right):
+    """One image holding two figures next to each other (heights padded with white)."""
+    a, b = figure_to_array(left), figure_to_array(right)
+    height = max(a.shape[0], b.shape[0])
+    pad = lambda img: np.pad(img, ((0, height - img.shape[0]), (0, 0), (0, 0)), constant_values=255)  # noqa: E731
+    return np.concatenate([pad(a), pad(b)], axis=1)
+
+
+def save_atomically(path, figure_or_array):
+    """Write a PNG next to its destination and rename it over it: a crash leaves the old file whole."""
+    buffer = io.BytesIO()
+    if isinstance(figure_or_array, np.ndarray):
+        plt.imsave(buffer, figure_or_array, format="png", metadata={"Software": None})
+    else:
+        figure_or_array.savefig(buffer, format="png", metadata={"Software": None})
+    tmp_path = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp_path, "wb") as f:
+            f.write(buffer.getvalue())
+        os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+
+
+def figures_for(model, test, args):
+    """{figure name: Figure} for one model: the seed's four figures and the interpolation."""
+    torch.manual_seed(args.seed)
+    shown = test.images[:32]
+    figures = {
+        "outputs": outputs_figure(model, shown),
+        "latent_dist": latent_dist_figure(model, test.images[:args.num_points], test.labels[:args.num_points]),
+        "sample_from_norm": sample_from_norm_figure(model, seed=args.seed),
+    }
+    if model.latent_dim == 2:
+        codes = encode_in_batches(model, test.images[:args.num_points]) if args.overlay_codes else None
+        figures["latent_space"] = latent_space_figure(model, args.grid_range, args.grid_size, codes)
+        figures["interpolation"] = interpolation_figure(model, test.images, test.labels)
+    else:
+        print(f"  latent_dim is {model.latent_dim}: the grid and interpolation figures need a 2-D latent space; skipped")
+    return figures
+
+
+def parse_args(argv=None):
+    p = cli.ArgumentParser(
+        prog="explore_latent_space.py",
+        description="Draw the figures comparing the latent spaces of trained models: for each checkpoint, "
+                    "outputs_*.png (reconstructions), latent_dist_*.png (test codes by digit), latent_space_*.png "
+                    "(decoder over a latent grid), sample_from_norm_*.png (decoded N(0, I) samples) and "
+                    "interpolation_*.png (straight lines between test digits); and, when both autoencoder.pt and "
+                    "vae.pt are given, compare_<figure>.png with the two side by side. '*' is 'auto' for "
+                    "autoencoder.pt, 'vae' for vae.pt, else the checkpoint's file stem.")
+    p.add_argument("checkpoints", nargs="*", help="checkpoint files (default: every *.pt in --checkpoint_dir)")
+    p.add_argument("--checkpoint_dir", default="checkpoints", help="where to find checkpoints (default: %(default)s)")
+    p.add_argument("-o", "--output_dir", default="readme", help="where figures go (default: %(default)s)")
+    p.add_argument("--data_dir", default="data", help="folder holding MNIST/raw/ (default: %(default)s)")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0,
+                   help="seed of the N(0, I) samples; the same seed gives the same pixels (default: %(default)s)")
+    p.add_argument("--grid_range", type=cli.positive_float, default=1.5,
+                   help="the latent grid spans [-R, R] on both axes (default: %(default)s)")
+    p.add_argument("--grid_size", type=cli.positive_int, default=20,
+                   help="decoded images per side of the latent grid (default: %(default)s)")
+    p.add_argument("--num_points", type=cli.positive_int, default=10000,
+                   help="test images encoded for the scatter (default: all %(default)s)")
+    p.add_argument("--overlay_codes", action="store_true",
+                   help="draw the test codes faintly over the latent grid, to show where data lives")
+    return p.parse_args(argv)
+
+
+def output_name(checkpoint_path):
+    stem = os.path.splitext(os.path.basename(checkpoint_path))[0]
+    return FIGURE_SUFFIX.get(stem, stem)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.perf_counter()
+    plt.switch_backend("Agg")  # files only: no window, even where a display exists
+    try:
+        paths = args.checkpoints or sorted(glob.glob(os.path.join(args.checkpoint_dir, "*.pt")))
+        if not paths:
+            raise cli.UserError(f"no checkpoints given and none (*.pt) in {args.checkpoint_dir}/; "
+                                f"train some with `python train.py --train_autoencoder --train_vae`")
+        loaded = {path: models.load_checkpoint(path) for path in paths}  # every file checked before any work
+        cli.writable_dir(args.output_dir)
+        test = data.load_mnist(args.data_dir)["test"]
+        figures_by_model = {}
+        for path, model in loaded.items():
+            name = output_name(path)
+            print(f"{path}: {model_title(model)}, latent_dim {model.latent_dim}")
+            figures_by_model[name] = figures_for(model, test, args)
+            for figure_name, fig in figures_by_model[name].items():
+                save_atomically(os.path.join(args.output_dir, f"{figure_name}_{name}.png"), fig)
+        if "auto" in figures_by_model and "vae" in figures_by_model:
+            for figure_name, fig in figures_by_model["auto"].items():
+                if figure_name in figures_by_model["vae"]:
+                    save_atomically(os.path.join(args.output_dir, f"compare_{figure_name}.png"),
+                                    side_by_side(fig, figures_by_model["vae"][figure_name]))
+        plt.close("all")
+    except (cli.UserError, data.DataError, models.CheckpointError) as e:
+        cli.exit_with_error(str(e))
+    print(f"figures written to {args.output_dir}/ in {time.perf_counter() - started:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+import gzip
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import data
+
+from conftest import ROOT
+
+
+def test_splits_have_the_documented_sizes_and_pixel_range(mnist):
+    assert [len(mnist[k]) for k in ("train", "val", "test")] == [55000, 5000, 10000]
+    for split in mnist.values():
+        assert split.images.shape[1:] == (1, 28, 28)
+        assert split.images.dtype == torch.float32
+        assert split.images.min() == 0 and split.images.max() == 1
+        assert set(split.labels.unique().tolist()) == set(range(10))
+
+
+def test_validation_split_is_fixed_and_disjoint_from_training(mnist):
+    again = data.load_mnist(os.path.join(ROOT, "data"), max_train_images=100)
+    assert torch.equal(again["val"].images, mnist["val"].images)
+    assert torch.equal(again["train"].images, mnist["train"].images[:100])
+    # no validation image appears in the training split (compare pixel sums as a cheap fingerprint)
+    train_keys = set(map(tuple, (mnist["train"].images.flatten(1) * 255).round().int()[:, ::7].tolist()))
+    val_keys = [tuple(v) for v in (mnist["val"].images.flatten(1) * 255).round().int()[:, ::7].tolist()]
+    assert sum(k in train_keys for k in val_keys) < 5  # MNIST holds a handful of true duplicates
+
+
+def test_shuffled_batches_visit_every_image_once_per_epoch():
+    split = data.Split(torch.arange(10.).view(10, 1, 1, 1), torch.arange(10))
+    seen = torch.cat([labels for _, labels in split.batches(3, shuffle=True, generator=torch.Generator().manual_seed(1))])
+    assert sorted(seen.tolist()) == list(range(10))
+    assert seen.tolist() != list(range(10))
+
+
+def test_unpacked_files_are_verified_and_reused(mnist_copy):
+    data.prepare_mnist(str(mnist_copy))
+    raw = mnist_copy / "MNIST" / "raw"
+    for name in data.MNIST_SHA256:
+        assert (raw / name).exists()
+    # an unpacked file that was damaged afterwards is unpacked again from its .gz
+    with open(raw / "t10k-labels-idx1-ubyte", "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff")
+    data.prepare_mnist(str(mnist_copy))
+    assert data._sha256(raw / "t10k-labels-idx1-ubyte") == data.MNIST_SHA256["t10k-labels-idx1-ubyte"]
+
+
+def test_truncated_gz_is_reported_by_name(mnist_copy):
+    gz = mnist_copy / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[:1000])
+    with pytest.raises(data.DataError, match="train-labels-idx1-ubyte.gz"):
+        data.prepare_mnist(str(mnist_copy))
+
+
+def test_gz_with_wrong_content_is_reported_by_name(mnist_copy):
+    gz = mnist_copy / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    content = bytearray(gzip.decompress(gz.read_bytes()))
+    content[50] ^= 1
+    gz.write_bytes(gzip.compress(bytes(content)))
+    with pytest.raises(data.DataError, match="t10k-labels-idx1-ubyte.gz.*SHA-256"):
+        data.prepare_mnist(str(mnist_copy))
+
+
+def test_one_missing_file_is_reported_by_name(mnist_copy):
+    os.remove(mnist_copy / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz")
+    with pytest.raises(data.DataError, match="t10k-images-idx3-ubyte.gz: missing"):
+        data.prepare_mnist(str(mnist_copy))
+
+
+def test_train_reports_corrupted_data_as_one_error_line(mnist_copy, tmp_path):
+    gz = mnist_copy / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    gz.write_bytes(b"this is not gzip")
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train.py"), "--train_vae", "--data_dir", str(mnist_copy),
+         "--checkpoint_dir", str(tmp_path / "ck"), "--logdir", str(tmp_path / "logs")],
+        capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "train-images-idx3-ubyte.gz" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "ck").glob("*.pt"))

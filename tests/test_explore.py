@@ -1,0 +1,126 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import explore_latent_space as explore
+import models
+
+from conftest import DATA_DIR, ROOT
+
+SEED_FIGURES = ["outputs", "latent_dist", "latent_space", "sample_from_norm"]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory):
+    """Untrained tiny models are enough to test files, shapes and determinism."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    torch.manual_seed(0)
+    models.save_checkpoint(folder / "autoencoder.pt", models.AutoEncoder(hidden_dims=[32]))
+    models.save_checkpoint(folder / "vae.pt", models.VAE(hidden_dims=[32]))
+    return folder
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "explore_latent_space.py"), *args],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+def read_png(path):
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def explore_into(out, checkpoint_dir, *extra):
+    explore.main(["--checkpoint_dir", str(checkpoint_dir), "-o", str(out), "--data_dir", DATA_DIR,
+                  "--num_points", "2000", *extra])
+
+
+def test_every_figure_is_written_as_a_sensible_png(tmp_path, tiny_checkpoints):
+    explore_into(tmp_path, tiny_checkpoints)
+    expected = [f"{fig}_{name}.png" for fig in SEED_FIGURES + ["interpolation"] for name in ("auto", "vae")]
+    expected += [f"compare_{fig}.png" for fig in SEED_FIGURES + ["interpolation"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)
+    for name in expected:
+        pixels = read_png(tmp_path / name)
+        height, width, _ = pixels.shape
+        assert 200 <= height <= 2000 and 300 <= width <= 3000, (name, pixels.shape)
+        assert pixels.std() > 10, f"{name} looks blank"
+
+
+def test_same_seed_gives_the_same_pixels_and_another_seed_other_samples(tmp_path, tiny_checkpoints):
+    explore_into(tmp_path / "a", tiny_checkpoints)
+    explore_into(tmp_path / "b", tiny_checkpoints)
+    explore_into(tmp_path / "c", tiny_checkpoints, "--seed", "1")
+    for name in os.listdir(tmp_path / "a"):
+        assert np.array_equal(read_png(tmp_path / "a" / name), read_png(tmp_path / "b" / name)), name
+    assert not np.array_equal(read_png(tmp_path / "a" / "sample_from_norm_vae.png"),
+                              read_png(tmp_path / "c" / "sample_from_norm_vae.png"))
+
+
+def test_latent_grid_runs_top_left_to_bottom_right():
+    grid = explore.latent_grid(1.5, 3)
+    assert grid[0].tolist() == [-1.5, 1.5]  # top left: z1 low, z2 high
+    assert grid[-1].tolist() == [1.5, -1.5]
+    assert len(grid) == 9
+
+
+def test_figure_functions_return_figures_for_a_model(tiny_checkpoints):
+    model = models.load_checkpoint(tiny_checkpoints / "vae.pt")
+    images = torch.rand(40, 1, 28, 28)
+    labels = torch.arange(40) % 10
+    for fig in [explore.outputs_figure(model, images[:8]), explore.latent_dist_figure(model, images, labels),
+                explore.latent_space_figure(model, 1.0, 4, codes=model.encode(images)),
+                explore.sample_from_norm_figure(model, n=16), explore.interpolation_figure(model, images, labels)]:
+        assert fig.axes
+
+
+def test_higher_dimensional_latents_get_a_pca_scatter_and_skip_the_grid(tmp_path, capsys):
+    models.save_checkpoint(tmp_path / "vae5.pt", models.VAE(hidden_dims=[16], latent_dim=5))
+    explore.main([str(tmp_path / "vae5.pt"), "-o", str(tmp_path / "out"), "--data_dir", DATA_DIR, "--num_points", "500"])
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["latent_dist_vae5.png", "outputs_vae5.png", "sample_from_norm_vae5.png"]
+    assert "skipped" in capsys.readouterr().out
+    fig = explore.latent_dist_figure(models.load_checkpoint(tmp_path / "vae5.pt"), torch.rand(50, 1, 28, 28),
+                                     torch.arange(50) % 10)
+    assert "PCA" in fig.axes[0].get_title()
+
+
+def test_help_explains_every_option():
+    result = run_cli("-h")
+    assert result.returncode == 0
+    for flag in ["--checkpoint_dir", "--output_dir", "--data_dir", "--seed", "--grid_range", "--grid_size",
+                 "--num_points", "--overlay_codes"]:
+        assert flag in result.stdout
+
+
+def test_no_checkpoints_is_a_clear_error(tmp_path):
+    result = run_cli("--checkpoint_dir", str(tmp_path), "-o", str(tmp_path / "out"))
+    assert result.returncode == 2 and result.stderr.startswith("error: no checkpoints")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 100, b"PK\x03\x04 truncated zip"])
+def test_unreadable_checkpoint_is_a_clear_error(tmp_path, content):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content)
+    result = run_cli(str(bad), "-o", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {bad}: ") and "Traceback" not in result.stderr
+
+
+def test_foreign_checkpoint_is_a_clear_error(tmp_path):
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    result = run_cli(str(foreign), "-o", str(tmp_path / "out"))
+    assert result.returncode == 2 and "not a checkpoint of this project" in result.stderr
+
+
+def test_unwritable_output_folder_is_a_clear_error(tmp_path, tiny_checkpoints):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    result = run_cli("--checkpoint_dir", str(tiny_checkpoints), "-o", str(blocker / "out"))
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {blocker / 'out'}")

@@ -1,0 +1,111 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import data
+import metrics
+import models
+import train
+
+from conftest import DATA_DIR, ROOT
+
+QUICK = ["--hidden_dims", "64", "--max_train_images", "3000", "--batch_size", "100", "--data_dir", DATA_DIR]
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+def quick_train(tmp_path, *extra):
+    train.main([*QUICK, "--checkpoint_dir", str(tmp_path / "ck"), "--logdir", str(tmp_path / "logs"), *extra])
+
+
+def test_help_explains_every_option():
+    result = run_cli("-h")
+    assert result.returncode == 0
+    for flag in ["--train_autoencoder", "--train_vae", "--epochs", "--use_cuda", "--batch_size", "--lr",
+                 "--hidden_dims", "--latent_dim", "--beta", "--seed", "--checkpoint_dir", "--logdir",
+                 "--data_dir", "--threads", "--schedule", "--activation", "--max_train_images"]:
+        assert flag in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "nothing to train"),
+    (["--train_vae", "--epochs", "0"], "--epochs"),
+    (["--train_vae", "--lr", "abc"], "--lr"),
+    (["--train_vae", "--beta", "-1"], "--beta"),
+    (["--train_vae", "--batch_size", "-5"], "--batch_size"),
+    (["--train_vae", "--no_such_flag"], "no_such_flag"),
+])
+def test_bad_flags_exit_2_with_one_error_line(tmp_path, args, message):
+    result = run_cli(*args, "--checkpoint_dir", str(tmp_path / "ck"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "ck").exists()
+
+
+def test_use_cuda_without_a_gpu_is_a_clear_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = run_cli("--train_vae", "--use_cuda", "--checkpoint_dir", str(tmp_path / "ck"), cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "CUDA" in result.stderr
+
+
+def test_a_short_run_lowers_validation_loss_and_writes_checkpoints(tmp_path, mnist):
+    torch.manual_seed(0)
+    untrained = models.VAE(hidden_dims=[64])
+    untrained.init_output_bias(mnist["train"].images[:3000].mean(0))
+    before = metrics.evaluate(untrained, mnist["val"])["loss_total"]
+    quick_train(tmp_path, "--train_autoencoder", "--train_vae", "--beta", "1", "4", "--epochs", "2")
+    ck = tmp_path / "ck"
+    assert sorted(p.name for p in ck.glob("*.pt")) == ["autoencoder.pt", "vae.pt", "vae_beta4.pt"]
+    vae = models.load_checkpoint(ck / "vae.pt")
+    after = metrics.evaluate(vae, mnist["val"])["loss_total"]
+    assert after < before - 20
+    saved = torch.load(ck / "vae.pt", weights_only=True)
+    assert saved["epoch"] == 2 and saved["config"]["epochs"] == 2
+    assert saved["val_metrics"]["loss_total"] == pytest.approx(after, rel=1e-5)
+    assert set(saved["test_metrics"]) >= {"loss_total", "loss_recon", "loss_kl", "pixel_acc_0.5", "pixel_acc_0.6"}
+    assert "state" in saved["optimizer_state"]
+    assert models.load_checkpoint(ck / "vae_beta4.pt").beta == 4
+
+
+def test_event_files_hold_the_expected_tags(tmp_path):
+    quick_train(tmp_path, "--train_vae", "--epochs", "2")
+    (run_dir,) = (tmp_path / "logs").iterdir()
+    assert run_dir.name.startswith("vae-")
+    events = EventAccumulator(str(run_dir)).Reload()
+    scalars = set(events.Tags()["scalars"])
+    for tag in ["train/loss_total", "train/loss_recon", "train/loss_kl", "train/lr",
+                "val/loss_total", "val/loss_recon", "val/loss_kl", "val/pixel_acc_0.5", "val/pixel_acc_0.6",
+                "final/test_loss_total"]:
+        assert tag in scalars, tag
+    assert [e.step for e in events.Scalars("val/loss_total")] == [1, 2]
+    assert {"val/inputs_and_reconstructions", "samples/decoded_from_N(0,I)"} <= set(events.Tags()["images"])
+    assert events.Tags()["tensors"] or events.Tags()["scalars"]  # hparams summaries present as plugin data
+    hparams_plugin = events.PluginTagToContent("hparams") if hasattr(events, "PluginTagToContent") else {}
+    assert hparams_plugin, "no hparams summary was written"
+
+
+def test_runs_never_share_a_log_folder_and_previous_checkpoints_are_kept(tmp_path):
+    quick_train(tmp_path, "--train_autoencoder", "--epochs", "1")
+    first = torch.load(tmp_path / "ck" / "autoencoder.pt", weights_only=True)["model_state"]
+    quick_train(tmp_path, "--train_autoencoder", "--epochs", "1", "--seed", "1")
+    assert len(list((tmp_path / "logs").iterdir())) == 2
+    (kept,) = (tmp_path / "ck" / "previous").glob("autoencoder-*.pt")
+    kept_state = torch.load(kept, weights_only=True)["model_state"]
+    assert all(torch.equal(first[k], kept_state[k]) for k in first)
+
+
+def test_same_seed_gives_the_same_weights(tmp_path):
+    quick_train(tmp_path / "a", "--train_vae", "--epochs", "1")
+    quick_train(tmp_path / "b", "--train_vae", "--epochs", "1")
+    a = torch.load(tmp_path / "a" / "ck" / "vae.pt", weights_only=True)["model_state"]
+    b = torch.load(tmp_path / "b" / "ck" / "vae.pt", weights_only=True)["model_state"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
