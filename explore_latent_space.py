@@ -139,7 +139,7 @@ def interpolation_figure(model, images, labels, steps=10, digit_pairs=INTERPOLAT
         t = torch.linspace(0, 1, steps, device=z_a.device).unsqueeze(1)
         path = model.decode((1 - t) * z_a + t * z_b)
         rows.append(torch.cat([x_a[None], path, x_b[None]]))
-    fig, ax = plt.subplots(figsize=(7.5, 0.75 * len(digit_pairs) + 0.8), dpi=DPI)
+    fig, ax = plt.subplots(figsize=(7.5, 0.63 * len(digit_pairs) + 0.9), dpi=DPI)
     show_image_grid(ax, torch.cat(rows), steps + 2,
                     f"{model_title(model)}: straight lines in latent space\n"
                     "(first and last column: the two test images; between: decoded)")

@@ -50,7 +50,7 @@ def bernoulli_cross_entropy(logits, x):
 class AutoEncoder(nn.Module):
     kind = "autoencoder"
 
-    def __init__(self, hidden_dims=(512, 256), latent_dim=2, activation="gelu"):
+    def __init__(self, hidden_dims=(256, 256, 256), latent_dim=2, activation="gelu"):
         super().__init__()
         self.model_args = dict(hidden_dims=list(hidden_dims), latent_dim=latent_dim, activation=activation)
         self.latent_dim = latent_dim
@@ -96,7 +96,7 @@ class VAE(AutoEncoder):
     """
     kind = "vae"
 
-    def __init__(self, hidden_dims=(512, 256), latent_dim=2, activation="gelu", beta=1.0):
+    def __init__(self, hidden_dims=(256, 256, 256), latent_dim=2, activation="gelu", beta=1.0):
         super().__init__(hidden_dims, latent_dim, activation)
         self.model_args["beta"] = beta
         self.beta = beta

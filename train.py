@@ -25,7 +25,8 @@ def parse_args(argv=None):
     p = cli.ArgumentParser(
         prog="train.py",
         description="Train a 2-D AutoEncoder and/or VAE(s) on MNIST. Each model gets a checkpoint "
-                    "(<checkpoint_dir>/<name>.pt, rewritten after every epoch) and a TensorBoard run "
+                    "(<checkpoint_dir>/<name>.pt, rewritten after every epoch with the optimizer state; the finished "
+                    "run's file keeps weights, configuration and metrics only) and a TensorBoard run "
                     "(<logdir>/<name>-<date>-<time>). An existing checkpoint of the same name is moved "
                     "to <checkpoint_dir>/previous/ before it is replaced, so no run is lost.")
     g = p.add_argument_group("what to train (at least one)")
@@ -35,7 +36,7 @@ def parse_args(argv=None):
     g = p.add_argument_group("model")
     g.add_argument("--latent_dim", type=cli.positive_int, default=2,
                    help="size of the latent code (default: %(default)s; the figures need 2)")
-    g.add_argument("--hidden_dims", "--hidden_dim", type=cli.positive_int, nargs="+", default=[512, 256],
+    g.add_argument("--hidden_dims", "--hidden_dim", type=cli.positive_int, nargs="+", default=[256, 256, 256],
                    metavar="N", help="hidden layer sizes of the encoder; the decoder mirrors them "
                                      "(default: %(default)s)")
     g.add_argument("--activation", choices=sorted(models.ACTIVATIONS), default="gelu",
@@ -46,9 +47,9 @@ def parse_args(argv=None):
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=cli.positive_int, default=20, help="passes over the 55 000 training "
                    "images (default: %(default)s)")
-    g.add_argument("--batch_size", type=cli.positive_int, default=128,
+    g.add_argument("--batch_size", type=cli.positive_int, default=256,
                    help="images per step (default: %(default)s)")
-    g.add_argument("--lr", type=cli.positive_float, default=2e-3,
+    g.add_argument("--lr", type=cli.positive_float, default=3e-3,
                    help="peak learning rate of Adam (default: %(default)s)")
     g.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
                    help="cosine: linear warm-up over the first epoch, then cosine decay to zero; "
@@ -192,7 +193,7 @@ def train_model(name, model, splits, args, device):
         if epoch == 1:
             moved_to = keep_previous_checkpoint(checkpoint_path)
         models.save_checkpoint(
-            checkpoint_path, model, epoch=epoch, config=config, optimizer_state=optimizer.state_dict(),
+            checkpoint_path, model, epoch=epoch, completed=False, config=config, optimizer_state=optimizer.state_dict(),
             scheduler_state=scheduler.state_dict(), val_metrics=val_metrics)
         print(f"{name} epoch {epoch:2d}/{args.epochs}  train {train_metrics['total']:.2f}  "
               f"val {val_metrics['loss_total']:.2f}"
@@ -200,9 +201,11 @@ def train_model(name, model, splits, args, device):
               + f"  pixel acc {100 * val_metrics['pixel_acc_0.5']:.2f}%  {seconds:.1f}s", flush=True)
 
     test_metrics = metrics.evaluate(model, splits["test"])
-    models.save_checkpoint(
-        checkpoint_path, model, epoch=args.epochs, config=config, optimizer_state=optimizer.state_dict(),
-        scheduler_state=scheduler.state_dict(), val_metrics=val_metrics, test_metrics=test_metrics)
+    # The finished run's checkpoint leaves out the optimizer and schedule state: the schedule has
+    # decayed to zero, so there is nothing to resume, and the file shrinks threefold (Adam keeps two
+    # numbers per weight), which keeps the committed checkpoints small.
+    models.save_checkpoint(checkpoint_path, model, epoch=args.epochs, completed=True, config=config,
+                           val_metrics=val_metrics, test_metrics=test_metrics)
     hparams = {k: (str(v) if isinstance(v, (list, tuple)) or v is None else v) for k, v in config.items()}
     hparams["kind"] = model.kind
     final = {f"final/val_{k}": v for k, v in val_metrics.items()} | {f"final/test_{k}": v for k, v in test_metrics.items()}

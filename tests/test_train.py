@@ -72,7 +72,7 @@ def test_a_short_run_lowers_validation_loss_and_writes_checkpoints(tmp_path, mni
     assert saved["epoch"] == 2 and saved["config"]["epochs"] == 2
     assert saved["val_metrics"]["loss_total"] == pytest.approx(after, rel=1e-5)
     assert set(saved["test_metrics"]) >= {"loss_total", "loss_recon", "loss_kl", "pixel_acc_0.5", "pixel_acc_0.6"}
-    assert "state" in saved["optimizer_state"]
+    assert saved["completed"] and "optimizer_state" not in saved  # a finished run has nothing to resume
     assert models.load_checkpoint(ck / "vae_beta4.pt").beta == 4
 
 
@@ -109,3 +109,21 @@ def test_same_seed_gives_the_same_weights(tmp_path):
     a = torch.load(tmp_path / "a" / "ck" / "vae.pt", weights_only=True)["model_state"]
     b = torch.load(tmp_path / "b" / "ck" / "vae.pt", weights_only=True)["model_state"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_of_an_unfinished_run_holds_what_resuming_needs(tmp_path, monkeypatch):
+    real_evaluate = train.metrics.evaluate
+
+    def evaluate_then_stop_before_the_test_set(model, split, *a, **k):
+        if len(split) == 10000:
+            raise KeyboardInterrupt  # as if Ctrl-C came right after the last epoch
+        return real_evaluate(model, split, *a, **k)
+
+    monkeypatch.setattr(train.metrics, "evaluate", evaluate_then_stop_before_the_test_set)
+    with pytest.raises(SystemExit) as stop:
+        quick_train(tmp_path, "--train_vae", "--epochs", "1")
+    assert stop.value.code == 130
+    saved = torch.load(tmp_path / "ck" / "vae.pt", weights_only=True)
+    assert saved["epoch"] == 1 and not saved["completed"]
+    assert saved["optimizer_state"]["state"] and "scheduler_state" in saved
+    assert models.load_checkpoint(tmp_path / "ck" / "vae.pt").kind == "vae"
