@@ -2,6 +2,8 @@
 
 All losses are in nats per image; accuracies are fractions in [0, 1].
 """
+import math
+
 import torch
 
 PIXEL_THRESHOLDS = (0.5, 0.6)  # 0.5: a pixel is "ink" when more likely on than off; 0.6: the seed's number
@@ -35,3 +37,116 @@ def evaluate(model, split, batch_size=1000, seed=0):
                 sums[k] = sums.get(k, 0.0) + v * n
     model.train(was_training)
     return {k: (v / len(split)).item() for k, v in sums.items()}
+
+
+INK_THRESHOLD = 0.5  # a pixel is ink when its grey level (or predicted probability) exceeds this
+CONFIDENT = 0.9  # a generated image "is a digit" when the judge gives one class at least this probability
+
+
+@torch.no_grad()
+def reconstruct_in_batches(model, images, batch_size=1000):
+    return torch.cat([model.reconstruct(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def ink_scores(predicted_ink, true_ink):
+    """F1 and IoU of the ink pixels: measures the background (most of every image) cannot inflate."""
+    tp = (predicted_ink & true_ink).sum().item()
+    fp = (predicted_ink & ~true_ink).sum().item()
+    fn = (~predicted_ink & true_ink).sum().item()
+    return {"ink_f1": 2 * tp / max(1, 2 * tp + fp + fn), "ink_iou": tp / max(1, tp + fp + fn)}
+
+
+def reconstruction_metrics(reconstruction, images):
+    """Pixel accuracies and ink F1/IoU of a reconstruction (probabilities) against the images."""
+    result = {f"pixel_acc_{t}": pixel_accuracy(reconstruction, images, t).item() for t in PIXEL_THRESHOLDS}
+    return result | ink_scores(reconstruction > INK_THRESHOLD, images > INK_THRESHOLD)
+
+
+def all_black_baseline(images):
+    """What predicting an empty (all-black) image for every input scores on the same measures."""
+    return reconstruction_metrics(torch.zeros_like(images), images)
+
+
+@torch.no_grad()
+def iwae_nll(model, images, k=1000, chunk=250, seed=0):
+    """Importance-weighted estimate of -log p(x) for a VAE, nats per image (Burda et al. 2016, eq. 8).
+
+        log p(x) >= log (1/k) sum_i p(x | z_i) p(z_i) / q(z_i | x),   z_i ~ q(z | x)
+
+    The bound tightens as k grows and equals the ELBO in expectation for k = 1. The k samples are
+    drawn `chunk` at a time and combined with a running logsumexp, so memory stays at chunk x images.
+    """
+    from models import bernoulli_cross_entropy
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    mu, logvar = model.encode_dist(images)
+    std = torch.exp(0.5 * logvar)
+    log_weights = []
+    for start in range(0, k, chunk):
+        n = min(chunk, k - start)
+        eps = torch.randn(n, *mu.shape, generator=generator, device=mu.device)
+        z = mu + std * eps  # n x B x latent
+        log_q = torch.distributions.Normal(mu, std).log_prob(z).sum(-1)
+        log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+        logits = model.decode_logits(z.flatten(0, 1))
+        log_likelihood = -bernoulli_cross_entropy(logits, images.repeat(n, 1, 1, 1)).view(n, -1)
+        log_weights.append(torch.logsumexp(log_likelihood + log_prior - log_q, dim=0))
+    log_px = torch.logsumexp(torch.stack(log_weights), dim=0) - math.log(k)
+    return -log_px  # one value per image
+
+
+def iwae_nll_of_split(model, images, k=1000, batch_size=100, seed=0):
+    """Mean IWAE estimate of -log p(x) over images, in batches (memory ~ batch_size x chunk images)."""
+    total = 0.0
+    for i in range(0, len(images), batch_size):
+        total += iwae_nll(model, images[i:i + batch_size], k, seed=seed + i).sum().item()
+    return total / len(images)
+
+
+def knn_accuracy(train_codes, train_labels, test_codes, test_labels, k=5, batch_size=1000):
+    """Accuracy of a k-nearest-neighbour vote (Euclidean) in code space, fitted on the training codes."""
+    correct = 0
+    for i in range(0, len(test_codes), batch_size):
+        distances = torch.cdist(test_codes[i:i + batch_size], train_codes)
+        neighbours = distances.topk(k, largest=False).indices
+        votes = torch.nn.functional.one_hot(train_labels[neighbours], 10).sum(1)
+        # ties go to the class of the nearest neighbour among the tied ones: add a fraction for rank
+        tie_break = torch.nn.functional.one_hot(train_labels[neighbours[:, 0]], 10) * 0.5
+        correct += ((votes + tie_break).argmax(1) == test_labels[i:i + batch_size]).sum().item()
+    return correct / len(test_codes)
+
+
+def gaussian_mmd2(x, y, bandwidths=(0.5, 1.0, 2.0, 4.0)):
+    """Squared maximum mean discrepancy between samples x and y (unbiased; sum of RBF kernels).
+
+    Gretton et al. (2012). Zero in expectation when x and y come from the same distribution.
+    """
+    def kernel(a, b):
+        d2 = torch.cdist(a, b).pow(2)
+        return sum(torch.exp(-d2 / (2 * h * h)) for h in bandwidths)
+    n, m = len(x), len(y)
+    kxx, kyy, kxy = kernel(x, x), kernel(y, y), kernel(x, y)
+    return ((kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
+            + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1)) - 2 * kxy.mean()).item()
+
+
+def prior_match(codes, n=2000, seed=0):
+    """How far the aggregate posterior (the codes of many images) is from N(0, I)."""
+    generator = torch.Generator().manual_seed(seed)
+    codes = codes.cpu()
+    subset = codes[torch.randperm(len(codes), generator=generator)[:n]]
+    prior = torch.randn(len(subset), codes.shape[1], generator=generator)
+    covariance = torch.cov(codes.T)
+    return {"code_mean_norm": codes.mean(0).norm().item(),
+            "code_cov_distance_to_identity": (covariance - torch.eye(codes.shape[1])).norm().item(),
+            "mmd2_to_prior": gaussian_mmd2(subset, prior)}
+
+
+@torch.no_grad()
+def judge_samples(classifier, images):
+    """Share of images the classifier labels with confidence >= CONFIDENT, and the entropy (bits)
+    of the histogram of its predicted classes (log2(10) = 3.32 bits when all ten are equally common)."""
+    probabilities = torch.cat([torch.softmax(classifier(images[i:i + 1000]), 1) for i in range(0, len(images), 1000)])
+    confidence, predicted = probabilities.max(1)
+    histogram = torch.bincount(predicted, minlength=10).float() / len(predicted)
+    entropy = -(histogram[histogram > 0] * histogram[histogram > 0].log2()).sum().item()
+    return {"confident": (confidence >= CONFIDENT).float().mean().item(), "class_entropy_bits": entropy}

@@ -1,0 +1,196 @@
+"""Measure what the figures only show: one table of numbers for every checkpoint.
+
+    python evaluate.py --train_classifier     # once: the digit classifier that judges samples
+    python evaluate.py                        # every checkpoints/*.pt -> readme/metrics.{json,md}
+
+All numbers are on the 10 000 MNIST test images (losses in nats per image). See metrics.py for
+what each one means and README.md for how to read them.
+"""
+import glob
+import json
+import os
+import shlex
+import sys
+import time
+
+import torch
+
+import cli
+import data
+import metrics
+import models
+from explore_latent_space import encode_in_batches, latent_grid, output_name
+
+CLASSIFIER_PATH = os.path.join("checkpoints", "judges", "mnist_cnn.pt")
+CLASSIFIER_ACCURACY_BAR = 0.985
+
+
+@torch.no_grad()
+def classifier_accuracy(classifier, split):
+    correct = sum((classifier(images).argmax(1) == labels).sum().item() for images, labels in split.batches(1000))
+    return correct / len(split)
+
+
+def train_classifier(splits, epochs=3, batch_size=128, lr=1e-3, seed=0):
+    """Train the judge: the small CNN of models.py, Adam, a few epochs on the 55 000 training images."""
+    torch.manual_seed(seed)
+    classifier = models.DigitClassifier()
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
+    order = torch.Generator().manual_seed(seed)
+    for epoch in range(1, epochs + 1):
+        classifier.train()
+        for images, labels in splits["train"].batches(batch_size, shuffle=True, generator=order):
+            loss = torch.nn.functional.cross_entropy(classifier(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        classifier.eval()
+        print(f"classifier epoch {epoch}/{epochs}  validation accuracy {100 * classifier_accuracy(classifier, splits['val']):.2f}%",
+              flush=True)
+    return classifier
+
+
+@torch.no_grad()
+def evaluate_model(model, splits, classifier, args):
+    """Every metric of one trained AE or VAE, as a flat dict."""
+    test = splits["test"]
+    generator = torch.Generator().manual_seed(args.seed)
+    result = {f"test_{k}": v for k, v in metrics.evaluate(model, test).items()}
+    result |= metrics.reconstruction_metrics(metrics.reconstruct_in_batches(model, test.images), test.images)
+    if model.kind == "vae":
+        n = args.iwae_images
+        result[f"iwae_nll_k{args.iwae_k}"] = metrics.iwae_nll_of_split(model, test.images[:n], k=args.iwae_k, seed=args.seed)
+        result["iwae_images"] = min(n, len(test))
+    train_codes = encode_in_batches(model, splits["train"].images)
+    test_codes = encode_in_batches(model, test.images)
+    result["knn5_accuracy"] = metrics.knn_accuracy(train_codes, splits["train"].labels, test_codes, test.labels, k=5)
+    result |= metrics.prior_match(test_codes, seed=args.seed)
+
+    prior_codes = torch.randn(args.num_samples, model.latent_dim, generator=generator)
+    result |= {f"prior_samples_{k}": v for k, v in metrics.judge_samples(classifier, model.decode(prior_codes)).items()}
+    if model.latent_dim == 2:
+        grid = latent_grid(args.grid_range, args.grid_size)
+        result["grid_confident"] = metrics.judge_samples(classifier, model.decode(grid))["confident"]
+    if model.kind == "autoencoder":
+        # the fair way to sample an AutoEncoder: a Gaussian fitted to its training codes
+        mean, covariance = train_codes.mean(0), torch.cov(train_codes.T).reshape(model.latent_dim, model.latent_dim)
+        fitted = mean + torch.randn(args.num_samples, model.latent_dim, generator=generator) @ torch.linalg.cholesky(covariance).T
+        result |= {f"fitted_gaussian_samples_{k}": v
+                   for k, v in metrics.judge_samples(classifier, model.decode(fitted)).items()}
+    return result
+
+
+ROWS = [  # (key, label, format): the order of the Markdown table
+    ("test_loss_total", "cross-entropy (AE) / negative ELBO (VAE), nats", "{:.2f}"),
+    ("test_loss_kl", "  of which KL, nats", "{:.2f}"),
+    ("iwae_nll", "IWAE estimate of −log p(x), nats", "{:.2f}"),
+    ("pixel_acc_0.5", "pixel accuracy, threshold 0.5", "{:.2%}"),
+    ("pixel_acc_0.6", "pixel accuracy, threshold 0.6", "{:.2%}"),
+    ("ink_f1", "ink F1 (pixels > 0.5)", "{:.3f}"),
+    ("ink_iou", "ink IoU (pixels > 0.5)", "{:.3f}"),
+    ("knn5_accuracy", "5-NN digit accuracy from the codes", "{:.2%}"),
+    ("code_mean_norm", "‖mean of test codes‖ (0 for N(0, I))", "{:.2f}"),
+    ("code_cov_distance_to_identity", "‖covariance of test codes − I‖", "{:.2f}"),
+    ("mmd2_to_prior", "MMD² between test codes and N(0, I)", "{:.4f}"),
+    ("prior_samples_confident", "N(0, I) samples judged confident (≥ 0.9)", "{:.1%}"),
+    ("prior_samples_class_entropy_bits", "  entropy of their classes, bits (max 3.32)", "{:.2f}"),
+    ("grid_confident", "[−1.5, 1.5]² grid images judged confident", "{:.1%}"),
+    ("fitted_gaussian_samples_confident", "samples of a Gaussian fitted to training codes, confident", "{:.1%}"),
+    ("fitted_gaussian_samples_class_entropy_bits", "  entropy of their classes, bits", "{:.2f}"),
+]
+
+
+def markdown_table(results, baseline, iwae_k):
+    names = list(results)
+    titles = {"auto": "AutoEncoder", "vae": "VAE"}
+    lines = ["| test set | " + " | ".join(titles.get(n, n) for n in names) + " | all-black image |", "|---" * (len(names) + 2) + "|"]
+    for key, label, fmt in ROWS:
+        lookup = f"iwae_nll_k{iwae_k}" if key == "iwae_nll" else key
+        if key == "iwae_nll":
+            label = f"IWAE estimate of −log p(x), k = {iwae_k}, nats"
+        cells = [fmt.format(results[n][lookup]) if lookup in results[n] else "–" for n in names]
+        if not any(c != "–" for c in cells):
+            continue
+        lines.append(f"| {label} | " + " | ".join(cells) + " | "
+                     + (fmt.format(baseline[key]) if key in baseline else "–") + " |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv=None):
+    p = cli.ArgumentParser(
+        prog="evaluate.py",
+        description="Compute every metric of the README for each checkpoint on the 10 000 test images and write "
+                    "<output_dir>/metrics.json and metrics.md. Generated images are judged by a small CNN digit "
+                    f"classifier ({CLASSIFIER_PATH}); --train_classifier (re)trains it first.")
+    p.add_argument("checkpoints", nargs="*", help="checkpoint files (default: every *.pt in --checkpoint_dir)")
+    p.add_argument("--checkpoint_dir", default="checkpoints", help="where to find checkpoints (default: %(default)s)")
+    p.add_argument("-o", "--output_dir", default="readme", help="where metrics.json and metrics.md go (default: %(default)s)")
+    p.add_argument("--data_dir", default="data", help="folder holding MNIST/raw/ (default: %(default)s)")
+    p.add_argument("--classifier", default=CLASSIFIER_PATH, help="the judge's checkpoint (default: %(default)s)")
+    p.add_argument("--train_classifier", action="store_true",
+                   help="train the judge (3 epochs, about a minute on a CPU) and save it to --classifier first")
+    p.add_argument("--iwae_k", type=cli.positive_int, default=1000,
+                   help="importance samples per image for the VAE's IWAE bound (default: %(default)s)")
+    p.add_argument("--iwae_images", type=cli.positive_int, default=10000,
+                   help="test images for the IWAE bound; fewer for a quick run (default: all %(default)s)")
+    p.add_argument("--num_samples", type=cli.positive_int, default=10000,
+                   help="N(0, I) codes decoded and judged per model (default: %(default)s)")
+    p.add_argument("--grid_range", type=cli.positive_float, default=1.5, help="latent grid on [-R, R]² (default: %(default)s)")
+    p.add_argument("--grid_size", type=cli.positive_int, default=20, help="grid points per side (default: %(default)s)")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of every sample drawn (default: %(default)s)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.perf_counter()
+    try:
+        paths = args.checkpoints or sorted(glob.glob(os.path.join(args.checkpoint_dir, "*.pt")))
+        if not paths and not args.train_classifier:
+            raise cli.UserError(f"no checkpoints given and none (*.pt) in {args.checkpoint_dir}/")
+        loaded = {output_name(p): models.load_checkpoint(p) for p in paths}
+        for name, model in loaded.items():
+            if model.kind not in ("autoencoder", "vae"):
+                raise cli.UserError(f"{name}: a {model.kind} checkpoint, not an AutoEncoder or VAE")
+        cli.writable_dir(args.output_dir)
+        splits = data.load_mnist(args.data_dir)
+        if args.train_classifier:
+            cli.writable_dir(os.path.dirname(args.classifier) or ".")
+            classifier = train_classifier(splits)
+            accuracy = classifier_accuracy(classifier, splits["test"])
+            models.save_checkpoint(args.classifier, classifier, test_accuracy=accuracy)
+            print(f"classifier test accuracy {100 * accuracy:.2f}% -> {args.classifier}")
+        classifier = models.load_checkpoint(args.classifier)
+        if classifier.kind != "classifier":
+            raise cli.UserError(f"{args.classifier}: a {classifier.kind} checkpoint, not the digit classifier")
+        results = {}
+        for name, model in loaded.items():
+            t = time.perf_counter()
+            results[name] = evaluate_model(model, splits, classifier, args)
+            print(f"{name}: evaluated in {time.perf_counter() - t:.1f}s", flush=True)
+        if not results:
+            return
+        baseline = metrics.all_black_baseline(splits["test"].images)
+        command = "python evaluate.py" + "".join(" " + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+        report = {"command": command, "classifier_test_accuracy": classifier_accuracy(classifier, splits["test"]),
+                  "models": results, "all_black_baseline": baseline}
+        table = markdown_table(results, baseline, args.iwae_k)
+        write_atomically(os.path.join(args.output_dir, "metrics.json"), json.dumps(report, indent=2) + "\n")
+        write_atomically(os.path.join(args.output_dir, "metrics.md"),
+                         f"Measured by `{command}` (digit classifier: "
+                         f"{100 * report['classifier_test_accuracy']:.2f}% test accuracy).\n\n{table}")
+        print(table)
+    except (cli.UserError, data.DataError, models.CheckpointError) as e:
+        cli.exit_with_error(str(e))
+    print(f"metrics written to {args.output_dir}/metrics.json and metrics.md in {time.perf_counter() - started:.1f}s")
+
+
+def write_atomically(path, text):
+    tmp_path = f"{path}.tmp{os.getpid()}"
+    with open(tmp_path, "w") as f:
+        f.write(text)
+    os.replace(tmp_path, path)
+
+
+if __name__ == "__main__":
+    main()
