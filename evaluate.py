@@ -167,6 +167,7 @@ def main(argv=None):
         for name, model in loaded.items():
             t = time.perf_counter()
             results[name] = evaluate_model(model, splits, classifier, args)
+            add_to_tensorboard_run(paths[list(loaded).index(name)], model.kind, results[name])
             print(f"{name}: evaluated in {time.perf_counter() - t:.1f}s", flush=True)
         if not results:
             return
@@ -183,6 +184,18 @@ def main(argv=None):
     except (cli.UserError, data.DataError, models.CheckpointError) as e:
         cli.exit_with_error(str(e))
     print(f"metrics written to {args.output_dir}/metrics.json and metrics.md in {time.perf_counter() - started:.1f}s")
+
+
+def add_to_tensorboard_run(checkpoint_path, kind, result):
+    """Append the metrics to the TensorBoard run that trained this checkpoint, if that run is here."""
+    config = models.read_checkpoint(checkpoint_path).get("config") or {}
+    log_dir = config.get("log_dir")
+    if not log_dir or not os.path.isdir(log_dir):
+        return
+    from torch.utils.tensorboard import SummaryWriter
+    from train import log_hparams
+    with SummaryWriter(log_dir) as writer:
+        log_hparams(writer, kind, config, {f"eval/{k}": v for k, v in result.items()}, config.get("epochs", 0))
 
 
 def write_atomically(path, text):

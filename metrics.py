@@ -68,13 +68,14 @@ def all_black_baseline(images):
 
 
 @torch.no_grad()
-def iwae_nll(model, images, k=1000, chunk=250, seed=0):
+def iwae_nll(model, images, k=1000, chunk=50, seed=0):
     """Importance-weighted estimate of -log p(x) for a VAE, nats per image (Burda et al. 2016, eq. 8).
 
         log p(x) >= log (1/k) sum_i p(x | z_i) p(z_i) / q(z_i | x),   z_i ~ q(z | x)
 
     The bound tightens as k grows and equals the ELBO in expectation for k = 1. The k samples are
-    drawn `chunk` at a time and combined with a running logsumexp, so memory stays at chunk x images.
+    drawn `chunk` at a time and combined with a running logsumexp, so memory stays at chunk x images
+    (50 x 100 images: 16 MB of logits, which stays in the CPU cache and is faster than larger chunks).
     """
     from models import bernoulli_cross_entropy
     generator = torch.Generator(device=images.device).manual_seed(seed)
@@ -87,8 +88,7 @@ def iwae_nll(model, images, k=1000, chunk=250, seed=0):
         z = mu + std * eps  # n x B x latent
         log_q = torch.distributions.Normal(mu, std).log_prob(z).sum(-1)
         log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
-        logits = model.decode_logits(z.flatten(0, 1))
-        log_likelihood = -bernoulli_cross_entropy(logits, images.repeat(n, 1, 1, 1)).view(n, -1)
+        log_likelihood = -bernoulli_cross_entropy(model.decode_logits(z), images)  # n x B
         log_weights.append(torch.logsumexp(log_likelihood + log_prior - log_q, dim=0))
     log_px = torch.logsumexp(torch.stack(log_weights), dim=0) - math.log(k)
     return -log_px  # one value per image

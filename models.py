@@ -43,8 +43,12 @@ def mlp(sizes, activation):
 
 
 def bernoulli_cross_entropy(logits, x):
-    """Cross-entropy of the images x under per-pixel Bernoulli(sigmoid(logits)), nats per image."""
-    return F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="none").sum(1)
+    """Cross-entropy of the images x under per-pixel Bernoulli(sigmoid(logits)), nats per image.
+
+    logits: ... x B x 784 (leading dimensions, e.g. several samples per image, broadcast over x without a copy).
+    """
+    target = x.flatten(-3).expand_as(logits)
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
 
 
 class AutoEncoder(nn.Module):

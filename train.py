@@ -5,8 +5,10 @@
 Writes checkpoints/autoencoder.pt and checkpoints/vae.pt (one vae_beta<B>.pt per other --beta),
 and one TensorBoard run per model under logs/ (`tensorboard --logdir=logs`).
 """
+import argparse
 import math
 import os
+import signal
 import sys
 import time
 
@@ -63,6 +65,10 @@ def parse_args(argv=None):
     g.add_argument("--use_cuda", action="store_true", help="train on the GPU (error if none is present)")
     g.add_argument("--threads", type=cli.positive_int, default=None,
                    help="CPU threads for PyTorch (default: PyTorch's choice, one per physical core)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue each named model's unfinished run from its checkpoint (weights, optimizer, "
+                        "schedule, epoch, random state) with the settings stored there; model and optimisation "
+                        "flags are then ignored. On the CPU the result equals an uninterrupted run bit for bit")
     g.add_argument("--max_train_images", type=cli.positive_int, default=None, metavar="N",
                    help="train on the first N training images only, for a quick look (default: all 55 000)")
     args = p.parse_args(argv)
@@ -123,7 +129,29 @@ def image_grid_pair(inputs, outputs, per_row=16):
     return vutils.make_grid(torch.cat(rows), nrow=per_row, pad_value=1)
 
 
-def train_model(name, model, splits, args, device):
+def log_hparams(writer, kind, config, final_metrics, step):
+    """The run's hyperparameters with its final metrics, for TensorBoard's HPARAMS tab."""
+    hparams = {k: (str(v) if isinstance(v, (list, tuple)) or v is None else v) for k, v in config.items()}
+    hparams["kind"] = kind
+    for summary in hparams_summary(hparams, final_metrics):
+        writer.file_writer.add_summary(summary)
+    for k, v in final_metrics.items():
+        writer.add_scalar(k, v, step)
+
+
+# where the last completed epoch was saved, for the message when a run is interrupted
+last_saved = {}
+
+
+def random_state(batch_order, device):
+    state = {"torch": torch.get_rng_state(), "batch_order": batch_order.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def train_model(name, model, splits, args, device, evaluate_test=True, resume_from=None):
+    """Train one model for args.epochs, checkpointing every epoch; resume_from: an unfinished checkpoint."""
     train_split, val_split = splits["train"], splits["val"]
     model.init_output_bias(train_split.images.mean(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -132,22 +160,36 @@ def train_model(name, model, splits, args, device):
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, steps_per_epoch, total_steps, args.schedule))
     batch_order = torch.Generator().manual_seed(args.seed)
-
+    first_epoch = 1
     checkpoint_path = os.path.join(args.checkpoint_dir, f"{name}.pt")
-    log_dir = make_log_dir(args.logdir, name)
+    if resume_from is not None:
+        model.load_state_dict(resume_from["model_state"])
+        optimizer.load_state_dict(resume_from["optimizer_state"])
+        scheduler.load_state_dict(resume_from["scheduler_state"])
+        rng = resume_from["random_state"]
+        torch.set_rng_state(rng["torch"])
+        batch_order.set_state(rng["batch_order"])
+        if device.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], device)
+        first_epoch = resume_from["epoch"] + 1
+        print(f"{name}: resuming from {checkpoint_path} after epoch {resume_from['epoch']}")
+
+    previous_log_dir = (resume_from or {}).get("config", {}).get("log_dir")
+    log_dir = previous_log_dir if previous_log_dir and os.path.isdir(previous_log_dir) else make_log_dir(args.logdir, name)
     writer = SummaryWriter(log_dir)
     # fixed inputs for the images logged every epoch, so epochs can be compared picture by picture
     shown_images = val_split.images[:32]
     shown_codes = torch.randn(64, model.latent_dim, generator=torch.Generator().manual_seed(0)).to(device)
-    config = {k: v for k, v in vars(args).items() if k not in ("train_autoencoder", "train_vae")}
+    config = {k: v for k, v in vars(args).items() if k not in ("train_autoencoder", "train_vae", "resume")}
     config["beta"] = getattr(model, "beta", None)
+    config["log_dir"] = log_dir  # evaluate.py adds its metrics to this TensorBoard run
     print(f"{name}: {sum(p.numel() for p in model.parameters()):,} parameters, "
           f"{len(train_split):,} training images, {args.epochs} epochs on {device}; "
           f"TensorBoard run {log_dir}")
 
     moved_to = None
     val_metrics = {}
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(first_epoch, args.epochs + 1):
         start = time.perf_counter()
         model.train()
         sums, n_seen = {}, 0
@@ -194,25 +236,25 @@ def train_model(name, model, splits, args, device):
             moved_to = keep_previous_checkpoint(checkpoint_path)
         models.save_checkpoint(
             checkpoint_path, model, epoch=epoch, completed=False, config=config, optimizer_state=optimizer.state_dict(),
-            scheduler_state=scheduler.state_dict(), val_metrics=val_metrics)
+            scheduler_state=scheduler.state_dict(), random_state=random_state(batch_order, device),
+            val_metrics=val_metrics)
+        last_saved.update(path=checkpoint_path, epoch=epoch)
         print(f"{name} epoch {epoch:2d}/{args.epochs}  train {train_metrics['total']:.2f}  "
               f"val {val_metrics['loss_total']:.2f}"
               + (f" (recon {val_metrics['loss_recon']:.2f} + kl {val_metrics['loss_kl']:.2f})" if "loss_kl" in val_metrics else "")
               + f"  pixel acc {100 * val_metrics['pixel_acc_0.5']:.2f}%  {seconds:.1f}s", flush=True)
 
+    if not evaluate_test:  # benchmarks time the epochs alone
+        writer.close()
+        return val_metrics
     test_metrics = metrics.evaluate(model, splits["test"])
     # The finished run's checkpoint leaves out the optimizer and schedule state: the schedule has
     # decayed to zero, so there is nothing to resume, and the file shrinks threefold (Adam keeps two
     # numbers per weight), which keeps the committed checkpoints small.
     models.save_checkpoint(checkpoint_path, model, epoch=args.epochs, completed=True, config=config,
                            val_metrics=val_metrics, test_metrics=test_metrics)
-    hparams = {k: (str(v) if isinstance(v, (list, tuple)) or v is None else v) for k, v in config.items()}
-    hparams["kind"] = model.kind
     final = {f"final/val_{k}": v for k, v in val_metrics.items()} | {f"final/test_{k}": v for k, v in test_metrics.items()}
-    for summary in hparams_summary(hparams, final):
-        writer.file_writer.add_summary(summary)
-    for k, v in final.items():
-        writer.add_scalar(k, v, args.epochs)
+    log_hparams(writer, model.kind, config, final, args.epochs)
     writer.close()
     print(f"{name} test  loss {test_metrics['loss_total']:.2f} nats"
           + (f" (recon {test_metrics['loss_recon']:.2f} + kl {test_metrics['loss_kl']:.2f})" if "loss_kl" in test_metrics else "")
@@ -223,6 +265,7 @@ def train_model(name, model, splits, args, device):
 
 def main(argv=None):
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         if args.use_cuda and not torch.cuda.is_available():
             raise cli.UserError("--use_cuda was given but PyTorch sees no CUDA device")
@@ -235,18 +278,47 @@ def main(argv=None):
         started = time.perf_counter()
         for kind, beta in ([("autoencoder", None)] if args.train_autoencoder else []) + \
                           ([("vae", b) for b in args.beta] if args.train_vae else []):
-            torch.manual_seed(args.seed)  # each model starts from the same seed, whatever trained before it
+            name = run_name(kind, beta)
             model_args = dict(hidden_dims=args.hidden_dims, latent_dim=args.latent_dim, activation=args.activation)
             if kind == "vae":
                 model_args["beta"] = beta
+            run_args, resume_from = args, None
+            if args.resume:
+                resume_from = unfinished_checkpoint(os.path.join(args.checkpoint_dir, f"{name}.pt"), args)
+                model_args = resume_from["model_args"]
+                run_args = argparse.Namespace(**{**vars(args), **{k: v for k, v in resume_from["config"].items()
+                                                                  if k in RESUMED_SETTINGS}})
+            torch.manual_seed(run_args.seed)  # each model starts from the same seed, whatever trained before it
             model = models.build_model(kind, **model_args).to(device)
-            train_model(run_name(kind, beta), model, splits, args, device)
+            train_model(name, model, splits, run_args, device, resume_from=resume_from)
         print(f"done in {time.perf_counter() - started:.1f}s")
     except (cli.UserError, data.DataError, models.CheckpointError) as e:
         cli.exit_with_error(str(e))
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; checkpoints written so far are in {args.checkpoint_dir}/", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as stop:
+        where = (f"the last completed epoch ({last_saved['epoch']}) is saved in {last_saved['path']}; "
+                 f"continue with the same command and --resume") if last_saved else "no epoch was completed"
+        print(f"\n{stop.args[0] if stop.args else 'interrupted'}: {where}", file=sys.stderr)
+        sys.exit(143 if stop.args and stop.args[0] == "terminated" else 130)
+
+
+# what --resume takes from the checkpoint rather than from the command line
+RESUMED_SETTINGS = ("epochs", "batch_size", "lr", "schedule", "seed", "hidden_dims", "latent_dim", "activation")
+
+
+def unfinished_checkpoint(path, args):
+    checkpoint = models.read_checkpoint(path)
+    if checkpoint.get("completed", True) or "random_state" not in checkpoint:
+        raise cli.UserError(f"{path}: this run is finished (or was saved without its training state); "
+                            f"nothing to resume — start a new run without --resume")
+    saved_subset = checkpoint["config"].get("max_train_images")
+    if saved_subset != args.max_train_images:
+        raise cli.UserError(f"{path}: this run trained with --max_train_images {saved_subset}; resume with the same")
+    return checkpoint
+
+
+def stop_on_sigterm(signum, frame):
+    # SIGTERM (kill, a job scheduler) takes the same path as Ctrl-C: the last epoch's checkpoint is kept
+    raise KeyboardInterrupt("terminated")
 
 
 if __name__ == "__main__":

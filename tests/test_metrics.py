@@ -1,0 +1,116 @@
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import evaluate
+import metrics
+import models
+
+from conftest import DATA_DIR, ROOT
+
+
+@pytest.fixture(scope="module")
+def small_vae():
+    torch.manual_seed(0)
+    return models.VAE(hidden_dims=[32]).eval()
+
+
+def test_iwae_with_one_sample_equals_the_elbo_in_expectation(small_vae):
+    images = torch.rand(20, 1, 28, 28)
+    iwae_k1 = torch.stack([metrics.iwae_nll(small_vae, images, k=1, seed=s).mean() for s in range(300)]).mean()
+    torch.manual_seed(1)
+    elbo = torch.stack([small_vae.loss(images)["total"].detach() for _ in range(300)]).mean()
+    assert iwae_k1.item() == pytest.approx(elbo.item(), rel=2e-3)
+
+
+def test_iwae_bound_does_not_get_looser_as_k_grows(small_vae):
+    images = torch.rand(20, 1, 28, 28)
+    # the bound tightens in expectation: average over draws, allow for the remaining noise
+    estimates = [sum(metrics.iwae_nll(small_vae, images, k=k, chunk=64, seed=s).mean().item() for s in range(5)) / 5
+                 for k in (1, 10, 100, 1000)]
+    assert all(b <= a + 0.1 for a, b in zip(estimates, estimates[1:])), estimates
+    assert estimates[-1] < estimates[0]
+
+
+def test_iwae_does_not_depend_on_the_chunking(small_vae):
+    images = torch.rand(5, 1, 28, 28)
+    a = metrics.iwae_nll(small_vae, images, k=100, chunk=100, seed=3)
+    b = metrics.iwae_nll(small_vae, images, k=100, chunk=100, seed=3)
+    assert torch.equal(a, b)
+    assert metrics.iwae_nll(small_vae, images, k=100, chunk=7, seed=3).shape == (5,)
+
+
+def test_knn_is_perfect_on_separated_codes_and_near_chance_on_shuffled_labels():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(2000) % 10
+    centres = torch.randn(10, 2, generator=generator) * 100
+    codes = centres[labels] + torch.randn(2000, 2, generator=generator)
+    assert metrics.knn_accuracy(codes[:1500], labels[:1500], codes[1500:], labels[1500:]) == 1.0
+    shuffled = labels[torch.randperm(2000, generator=generator)]
+    assert abs(metrics.knn_accuracy(codes[:1500], shuffled[:1500], codes[1500:], shuffled[1500:]) - 0.1) < 0.05
+
+
+def test_mmd_is_near_zero_for_the_prior_itself_and_large_for_a_shifted_cloud():
+    generator = torch.Generator().manual_seed(0)
+    same = metrics.gaussian_mmd2(torch.randn(1000, 2, generator=generator), torch.randn(1000, 2, generator=generator))
+    shifted = metrics.gaussian_mmd2(torch.randn(1000, 2, generator=generator) * 5 + 3, torch.randn(1000, 2, generator=generator))
+    assert abs(same) < 0.01 and shifted > 0.3
+    assert metrics.prior_match(torch.randn(5000, 2, generator=generator))["code_cov_distance_to_identity"] < 0.1
+
+
+def test_ink_scores_and_all_black_baseline():
+    images = torch.zeros(2, 1, 28, 28)
+    images[:, :, 10:14, 10:14] = 1.0  # 16 ink pixels per image
+    assert metrics.reconstruction_metrics(images, images)["ink_f1"] == 1.0
+    baseline = metrics.all_black_baseline(images)
+    assert baseline["ink_f1"] == 0.0 and baseline["ink_iou"] == 0.0
+    assert baseline["pixel_acc_0.5"] == pytest.approx(1 - 16 / 784)
+
+
+def test_judge_entropy_and_confidence():
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.arange(len(x)) % 10, 10).float() * 20
+    verdict = metrics.judge_samples(Fixed(), torch.zeros(1000, 1, 28, 28))
+    assert verdict["confident"] == 1.0 and verdict["class_entropy_bits"] == pytest.approx(math.log2(10))
+
+
+def test_committed_classifier_reaches_its_accuracy_bar(mnist):
+    classifier = models.load_checkpoint(os.path.join(ROOT, evaluate.CLASSIFIER_PATH))
+    assert evaluate.classifier_accuracy(classifier, mnist["test"]) >= evaluate.CLASSIFIER_ACCURACY_BAR
+
+
+def test_classifier_training_learns_from_a_subset(mnist):
+    from data import Split
+    subset = {"train": Split(mnist["train"].images[:3000], mnist["train"].labels[:3000]),
+              "val": Split(mnist["val"].images[:1000], mnist["val"].labels[:1000])}
+    classifier = evaluate.train_classifier(subset, epochs=3).eval()
+    assert evaluate.classifier_accuracy(classifier, subset["val"]) > 0.9
+
+
+def test_evaluate_writes_json_and_markdown_for_every_checkpoint(tmp_path):
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    torch.manual_seed(0)
+    models.save_checkpoint(ck / "autoencoder.pt", models.AutoEncoder(hidden_dims=[16]))
+    models.save_checkpoint(ck / "vae.pt", models.VAE(hidden_dims=[16]))
+    evaluate.main(["--checkpoint_dir", str(ck), "-o", str(tmp_path / "out"), "--data_dir", DATA_DIR,
+                   "--classifier", os.path.join(ROOT, evaluate.CLASSIFIER_PATH),
+                   "--iwae_k", "4", "--iwae_images", "50", "--num_samples", "200"])
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(report["models"]) == {"auto", "vae"}
+    assert "iwae_nll_k4" in report["models"]["vae"] and "fitted_gaussian_samples_confident" in report["models"]["auto"]
+    assert report["all_black_baseline"]["pixel_acc_0.6"] == pytest.approx(0.877, abs=0.002)
+    assert report["command"].startswith("python evaluate.py")
+    assert "| IWAE estimate" in (tmp_path / "out" / "metrics.md").read_text()
+
+
+def test_evaluate_rejects_a_classifier_as_a_model_to_evaluate(tmp_path):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), os.path.join(ROOT, evaluate.CLASSIFIER_PATH),
+                             "-o", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "classifier" in result.stderr

@@ -1,0 +1,192 @@
+"""Nothing lost, no code run from files, clear errors: the failure behaviour of README.md."""
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import models
+import train
+
+from conftest import DATA_DIR, ROOT
+
+QUICK = ["--hidden_dims", "64", "--max_train_images", "2000", "--batch_size", "100", "--data_dir", DATA_DIR]
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["model_state"]
+
+
+def quick_train(folder, *extra):
+    train.main([*QUICK, "--checkpoint_dir", str(folder / "ck"), "--logdir", str(folder / "logs"), *extra])
+
+
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    quick_train(tmp_path / "whole", "--train_vae", "--epochs", "3")
+
+    real_evaluate = train.metrics.evaluate
+    calls = []
+
+    def interrupt_in_epoch_two(model, split, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:  # the validation pass of epoch 2: epoch 1 is saved, epoch 2 is not
+            raise KeyboardInterrupt
+        return real_evaluate(model, split, *a, **k)
+
+    monkeypatch.setattr(train.metrics, "evaluate", interrupt_in_epoch_two)
+    with pytest.raises(SystemExit) as stop:
+        quick_train(tmp_path / "split", "--train_vae", "--epochs", "3")
+    assert stop.value.code == 130
+    assert torch.load(tmp_path / "split" / "ck" / "vae.pt", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(train.metrics, "evaluate", real_evaluate)
+    # flags that --resume ignores (the checkpoint's settings win)
+    quick_train(tmp_path / "split", "--train_vae", "--epochs", "7", "--lr", "0.5", "--resume")
+
+    whole, resumed = weights(tmp_path / "whole" / "ck" / "vae.pt"), weights(tmp_path / "split" / "ck" / "vae.pt")
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert torch.load(tmp_path / "split" / "ck" / "vae.pt", weights_only=True)["epoch"] == 3
+
+
+def test_resume_of_a_finished_or_missing_run_is_a_clear_error(tmp_path):
+    quick_train(tmp_path, "--train_autoencoder", "--epochs", "1")
+    for args in (["--train_autoencoder"], ["--train_vae"]):
+        result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *QUICK, *args, "--resume",
+                                 "--checkpoint_dir", str(tmp_path / "ck"), "--logdir", str(tmp_path / "logs")],
+                                capture_output=True, text=True)
+        assert result.returncode == 2 and result.stderr.startswith("error: ")
+    assert "finished" in subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train.py"), *QUICK, "--train_autoencoder", "--resume",
+         "--checkpoint_dir", str(tmp_path / "ck"), "--logdir", str(tmp_path / "logs")],
+        capture_output=True, text=True).stderr
+
+
+def test_sigterm_keeps_the_last_completed_epoch_and_exits_without_a_traceback(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "train.py"), *QUICK, "--train_vae", "--epochs", "500",
+         "--checkpoint_dir", str(tmp_path / "ck"), "--logdir", str(tmp_path / "logs")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "ck" / "vae.pt"
+    deadline = time.time() + 60
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert checkpoint.exists(), "no epoch finished within a minute"
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert "Traceback" not in stderr and "terminated: the last completed epoch" in stderr and "--resume" in stderr
+    saved = torch.load(checkpoint, weights_only=True)
+    assert saved["epoch"] >= 1 and not saved["completed"]
+    assert models.load_checkpoint(checkpoint).kind == "vae"
+    assert not [p for p in (tmp_path / "ck").iterdir() if ".tmp" in p.name]
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    quick_train(tmp_path, "--train_autoencoder", "--epochs", "1")
+    good = weights(tmp_path / "ck" / "autoencoder.pt")
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *QUICK, "--train_autoencoder",
+                             "--lr", "1e30", "--epochs", "2", "--checkpoint_dir", str(tmp_path / "ck"),
+                             "--logdir", str(tmp_path / "logs")], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "--lr" in result.stderr
+    # the failed run wrote no checkpoint; the earlier run's file is where it was
+    kept = weights(tmp_path / "ck" / "autoencoder.pt")
+    assert all(torch.equal(good[k], kept[k]) for k in good)
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path):
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as f:
+        pickle.dump({"format_version": 1, "kind": "vae", "model_args": {}, "model_state": RunsCode()}, f)
+    torch.save({"format_version": 1, "kind": "vae", "model_args": {}, "model_state": RunsCode()}, tmp_path / "evil2.pt")
+    for path in (evil, tmp_path / "evil2.pt"):
+        with pytest.raises(models.CheckpointError, match=str(path)):
+            models.load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists() and not os.path.exists("pwned")
+
+
+def good_checkpoint(**changes):
+    model = models.VAE(hidden_dims=[8])
+    checkpoint = {"format_version": models.CHECKPOINT_FORMAT_VERSION, "kind": "vae",
+                  "model_args": model.model_args, "model_state": model.state_dict()}
+    checkpoint.update(changes)
+    return checkpoint
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(kind="transformer"), "unknown model kind"),
+    (dict(format_version=models.CHECKPOINT_FORMAT_VERSION + 1), "newer than this code reads"),
+    (dict(model_args={"hidden_dims": [9], "latent_dim": 2, "activation": "gelu", "beta": 1.0}), "do not fit"),
+    (dict(model_args={"bogus": 1}), "do not fit"),
+    (dict(model_state={}), "do not fit"),
+])
+def test_damaged_or_foreign_checkpoints_name_the_file_and_the_reason(tmp_path, change, message):
+    path = tmp_path / "m.pt"
+    torch.save(good_checkpoint(**change), path)
+    with pytest.raises(models.CheckpointError, match=message) as error:
+        models.load_checkpoint(path)
+    assert str(error.value).startswith(f"{path}: ")
+
+
+def test_missing_key_and_truncated_file(tmp_path):
+    checkpoint = good_checkpoint()
+    del checkpoint["model_args"]
+    torch.save(checkpoint, tmp_path / "missing.pt")
+    with pytest.raises(models.CheckpointError, match="missing model_args"):
+        models.load_checkpoint(tmp_path / "missing.pt")
+    torch.save(good_checkpoint(), tmp_path / "whole.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:300])
+    with pytest.raises(models.CheckpointError, match="not a readable checkpoint"):
+        models.load_checkpoint(tmp_path / "cut.pt")
+
+
+def test_checkpoints_carry_a_format_version_and_load_onto_the_cpu(tmp_path):
+    models.save_checkpoint(tmp_path / "m.pt", models.AutoEncoder(hidden_dims=[8]))
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["format_version"] == models.CHECKPOINT_FORMAT_VERSION
+    # tensors saved from a GPU are mapped to the CPU by load_checkpoint's default map_location
+    loaded = models.load_checkpoint(tmp_path / "m.pt")
+    assert next(loaded.parameters()).device.type == "cpu"
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint_valid(tmp_path, monkeypatch):
+    path = tmp_path / "m.pt"
+    models.save_checkpoint(path, models.AutoEncoder(hidden_dims=[8]))
+    before = path.read_bytes()
+
+    def disk_full(obj, f, *a, **k):
+        with open(f, "wb") as handle:
+            handle.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(models.torch, "save", disk_full)
+    with pytest.raises(OSError):
+        models.save_checkpoint(path, models.AutoEncoder(hidden_dims=[8]))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+@pytest.mark.parametrize("flag, value", [("--latent_dim", "0"), ("--epochs", "-3"), ("--lr", "nan"),
+                                          ("--batch_size", "1.5"), ("--beta", "x")])
+def test_bad_numbers_write_nothing(tmp_path, flag, value):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--train_vae", flag, value,
+                             "--checkpoint_dir", str(tmp_path / "ck"), "--logdir", str(tmp_path / "logs")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith(f"error: argument {flag}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_checkpoint_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--train_vae",
+                             "--checkpoint_dir", str(blocker / "ck"), "--logdir", str(tmp_path / "logs")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {blocker / 'ck'}")
