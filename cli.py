@@ -62,3 +62,21 @@ def writable_dir(path):
     if not os.access(path, os.W_OK | os.X_OK):
         raise UserError(f"{path}: folder is not writable")
     return path
+
+
+def add_checkpoint_arguments(parser):
+    """The arguments of every script that reads trained models: which checkpoints, and the data."""
+    parser.add_argument("checkpoints", nargs="*", help="checkpoint files (default: every *.pt in --checkpoint_dir)")
+    parser.add_argument("--checkpoint_dir", default="checkpoints",
+                        help="where to find checkpoints (default: %(default)s)")
+    parser.add_argument("--data_dir", default="data", help="folder holding MNIST/raw/ (default: %(default)s)")
+
+
+def checkpoint_paths(args):
+    """The checkpoints named on the command line, else every *.pt in --checkpoint_dir (not its subfolders)."""
+    import glob
+    paths = args.checkpoints or sorted(glob.glob(os.path.join(args.checkpoint_dir, "*.pt")))
+    if not paths:
+        raise UserError(f"no checkpoints given and none (*.pt) in {args.checkpoint_dir}/; "
+                        f"train some with `python train.py --train_autoencoder --train_vae`")
+    return paths

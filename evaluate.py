@@ -6,7 +6,6 @@
 All numbers are on the 10 000 MNIST test images (losses in nats per image). See metrics.py for
 what each one means and README.md for how to read them.
 """
-import glob
 import json
 import os
 import shlex
@@ -55,7 +54,7 @@ def evaluate_model(model, splits, classifier, args):
     """Every metric of one trained AE or VAE, as a flat dict."""
     test = splits["test"]
     generator = torch.Generator().manual_seed(args.seed)
-    result = {f"test_{k}": v for k, v in metrics.evaluate(model, test).items()}
+    result = {f"test_{k}": v for k, v in metrics.evaluate(model, test).items() if k.startswith("loss_")}
     result |= metrics.reconstruction_metrics(metrics.reconstruct_in_batches(model, test.images), test.images)
     if model.kind == "vae":
         n = args.iwae_images
@@ -122,10 +121,8 @@ def parse_args(argv=None):
         description="Compute every metric of the README for each checkpoint on the 10 000 test images and write "
                     "<output_dir>/metrics.json and metrics.md. Generated images are judged by a small CNN digit "
                     f"classifier ({CLASSIFIER_PATH}); --train_classifier (re)trains it first.")
-    p.add_argument("checkpoints", nargs="*", help="checkpoint files (default: every *.pt in --checkpoint_dir)")
-    p.add_argument("--checkpoint_dir", default="checkpoints", help="where to find checkpoints (default: %(default)s)")
+    cli.add_checkpoint_arguments(p)
     p.add_argument("-o", "--output_dir", default="readme", help="where metrics.json and metrics.md go (default: %(default)s)")
-    p.add_argument("--data_dir", default="data", help="folder holding MNIST/raw/ (default: %(default)s)")
     p.add_argument("--classifier", default=CLASSIFIER_PATH, help="the judge's checkpoint (default: %(default)s)")
     p.add_argument("--train_classifier", action="store_true",
                    help="train the judge (3 epochs, about a minute on a CPU) and save it to --classifier first")
@@ -145,13 +142,11 @@ def main(argv=None):
     args = parse_args(argv)
     started = time.perf_counter()
     try:
-        paths = args.checkpoints or sorted(glob.glob(os.path.join(args.checkpoint_dir, "*.pt")))
-        if not paths and not args.train_classifier:
-            raise cli.UserError(f"no checkpoints given and none (*.pt) in {args.checkpoint_dir}/")
-        loaded = {output_name(p): models.load_checkpoint(p) for p in paths}
-        for name, model in loaded.items():
+        paths = cli.checkpoint_paths(args)
+        loaded = {path: models.load_checkpoint(path) for path in paths}  # all checked before any work
+        for path, model in loaded.items():
             if model.kind not in ("autoencoder", "vae"):
-                raise cli.UserError(f"{name}: a {model.kind} checkpoint, not an AutoEncoder or VAE")
+                raise cli.UserError(f"{path}: a {model.kind} checkpoint, not an AutoEncoder or VAE")
         cli.writable_dir(args.output_dir)
         splits = data.load_mnist(args.data_dir)
         if args.train_classifier:
@@ -164,13 +159,12 @@ def main(argv=None):
         if classifier.kind != "classifier":
             raise cli.UserError(f"{args.classifier}: a {classifier.kind} checkpoint, not the digit classifier")
         results = {}
-        for name, model in loaded.items():
+        for path, model in loaded.items():
             t = time.perf_counter()
+            name = output_name(path)
             results[name] = evaluate_model(model, splits, classifier, args)
-            add_to_tensorboard_run(paths[list(loaded).index(name)], model.kind, results[name])
+            add_to_tensorboard_run(path, model.kind, results[name])
             print(f"{name}: evaluated in {time.perf_counter() - t:.1f}s", flush=True)
-        if not results:
-            return
         baseline = metrics.all_black_baseline(splits["test"].images)
         command = "python evaluate.py" + "".join(" " + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
         report = {"command": command, "classifier_test_accuracy": classifier_accuracy(classifier, splits["test"]),

@@ -7,7 +7,6 @@ Each figure is one function named after it: it takes a model (and data) and retu
 Figure. The command line only loops over checkpoints and saves. For the two default models the
 files are named <figure>_auto.png and <figure>_vae.png; other checkpoints use their file's stem.
 """
-import glob
 import io
 import os
 import time
@@ -204,10 +203,8 @@ def parse_args(argv=None):
                     "interpolation_*.png (straight lines between test digits); and, when both autoencoder.pt and "
                     "vae.pt are given, compare_<figure>.png with the two side by side. '*' is 'auto' for "
                     "autoencoder.pt, 'vae' for vae.pt, else the checkpoint's file stem.")
-    p.add_argument("checkpoints", nargs="*", help="checkpoint files (default: every *.pt in --checkpoint_dir)")
-    p.add_argument("--checkpoint_dir", default="checkpoints", help="where to find checkpoints (default: %(default)s)")
+    cli.add_checkpoint_arguments(p)
     p.add_argument("-o", "--output_dir", default="readme", help="where figures go (default: %(default)s)")
-    p.add_argument("--data_dir", default="data", help="folder holding MNIST/raw/ (default: %(default)s)")
     p.add_argument("--seed", type=cli.non_negative_int, default=0,
                    help="seed of the N(0, I) samples; the same seed gives the same pixels (default: %(default)s)")
     p.add_argument("--grid_range", type=cli.positive_float, default=1.5,
@@ -231,11 +228,7 @@ def main(argv=None):
     started = time.perf_counter()
     plt.switch_backend("Agg")  # files only: no window, even where a display exists
     try:
-        paths = args.checkpoints or sorted(glob.glob(os.path.join(args.checkpoint_dir, "*.pt")))
-        if not paths:
-            raise cli.UserError(f"no checkpoints given and none (*.pt) in {args.checkpoint_dir}/; "
-                                f"train some with `python train.py --train_autoencoder --train_vae`")
-        loaded = {path: models.load_checkpoint(path) for path in paths}  # every file checked before any work
+        loaded = {path: models.load_checkpoint(path) for path in cli.checkpoint_paths(args)}  # all checked first
         cli.writable_dir(args.output_dir)
         test = data.load_mnist(args.data_dir)["test"]
         figures_by_model = {}

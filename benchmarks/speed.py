@@ -79,6 +79,7 @@ def our_epoch(data_dir, device, batch_size):
                 "--hidden_dims", *map(str, SEED_ARCH["hidden_dims"]), "--activation", SEED_ARCH["activation"],
                 "--checkpoint_dir", f"{tmp}/ck", "--logdir", f"{tmp}/logs", "--data_dir", data_dir]
         args = train.parse_args(argv + (["--use_cuda"] if device.type == "cuda" else []))
+        os.makedirs(args.checkpoint_dir)
         start = time.perf_counter()
         for kind in ("autoencoder", "vae"):
             torch.manual_seed(0)
