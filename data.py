@@ -1,6 +1,8 @@
-"""MNIST as tensors: find the IDX files, verify them, split them, and serve batches.
+"""MNIST (and Fashion-MNIST) as tensors: find the IDX files, verify them, split them, serve batches.
 
-The four IDX files ship gzip'd in data/MNIST/raw/ so that nothing is downloaded at run time.
+MNIST's four IDX files ship gzip'd in data/MNIST/raw/ so that nothing is downloaded at run time.
+Fashion-MNIST comes from Debian's package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist/),
+else from data/FashionMNIST/raw/, else from torchvision's download.
 Their .gz bytes are not the ones torchvision's download list expects, so we unpack them
 ourselves, check each unpacked file against its known SHA-256, and only then let
 torchvision.datasets.MNIST read the folder (it reads unpacked files without asking for .gz).
@@ -25,6 +27,37 @@ MNIST_SHA256 = {
     "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
+# SHA-256 of the unpacked Fashion-MNIST files as Debian's dataset-fashion-mnist 0.0~git20200523.55506a9-1
+# ships them (60 000 + 10 000 images, as in Xiao et al. 2017); its .gz bytes differ from torchvision's list.
+FASHION_MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+
+
+@dataclass
+class DatasetInfo:
+    folder: str  # torchvision's folder name under the data root, and its dataset class
+    sha256: dict
+    classes: list
+    system_dir: str = None  # where a system package installs the .gz files, looked at first
+    how_to_get: str = ""
+    noun: str = "digit"  # what a class is, for figure legends
+
+
+DATASETS = {
+    "mnist": DatasetInfo("MNIST", MNIST_SHA256, [str(d) for d in range(10)],
+                         how_to_get="restore the bundled files with `git checkout -- data/MNIST/raw`"),
+    "fashion-mnist": DatasetInfo(
+        "FashionMNIST", FASHION_MNIST_SHA256,
+        ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+        system_dir="/usr/share/datasets/fashion-mnist",
+        how_to_get="install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or copy the four "
+                   "*-ubyte.gz files of Fashion-MNIST into {raw_dir}", noun="class"),
 }
 
 VALIDATION_SIZE = 5000  # taken from the 60 000 training images; the 10 000 test images stay held out
@@ -66,10 +99,10 @@ def _sha256(path):
     return digest.hexdigest()
 
 
-def _unpack_and_verify(raw_dir, name, expected_sha256):
-    """Make raw_dir/name an unpacked file with the expected SHA-256, from name.gz if needed."""
+def _unpack_and_verify(raw_dir, name, expected_sha256, gz_dir=None):
+    """Make raw_dir/name an unpacked file with the expected SHA-256, from <gz_dir>/name.gz if needed."""
     path = os.path.join(raw_dir, name)
-    gz_path = path + ".gz"
+    gz_path = os.path.join(gz_dir or raw_dir, name + ".gz")
     if os.path.exists(path) and _sha256(path) == expected_sha256:
         return
     if not os.path.exists(gz_path):
@@ -89,7 +122,7 @@ def _unpack_and_verify(raw_dir, name, expected_sha256):
     if _sha256(tmp_path) != expected_sha256:
         _remove_quietly(tmp_path)
         raise DataError(f"{gz_path}: unpacks to a file whose SHA-256 does not match the canonical "
-                        f"MNIST file; restore it with `git checkout -- {gz_path}`")
+                        f"file; restore it with `git checkout -- {gz_path}` (or reinstall its package)")
     os.replace(tmp_path, path)
 
 
@@ -100,41 +133,59 @@ def _remove_quietly(path):
         pass
 
 
-def prepare_mnist(data_dir):
-    """Ensure data_dir/MNIST/raw holds the four verified, unpacked IDX files.
+def prepare_dataset(data_dir, dataset="mnist"):
+    """Ensure data_dir/<folder>/raw holds the dataset's four verified, unpacked IDX files.
 
-    Bundled (or previously downloaded) files are verified and unpacked. When the folder holds
-    none of them, torchvision downloads MNIST (the only path that needs the internet).
+    Where they come from, in order: a system package's folder (Fashion-MNIST: Debian's), the .gz or
+    unpacked files already in that raw folder (MNIST: bundled with the repository), and last
+    torchvision's download (the only path that needs the internet).
     """
-    raw_dir = os.path.join(data_dir, "MNIST", "raw")
-    present = [n for n in MNIST_SHA256
+    info = DATASETS[dataset]
+    raw_dir = os.path.join(data_dir, info.folder, "raw")
+    if info.system_dir and all(os.path.exists(os.path.join(info.system_dir, n + ".gz")) for n in info.sha256):
+        os.makedirs(raw_dir, exist_ok=True)
+        for name, expected in info.sha256.items():
+            _unpack_and_verify(raw_dir, name, expected, gz_dir=info.system_dir)
+        return
+    present = [n for n in info.sha256
                if os.path.exists(os.path.join(raw_dir, n)) or os.path.exists(os.path.join(raw_dir, n + ".gz"))]
     if not present:
         import torchvision
         try:
-            torchvision.datasets.MNIST(data_dir, train=True, download=True)
-            torchvision.datasets.MNIST(data_dir, train=False, download=True)
+            for train in (True, False):
+                getattr(torchvision.datasets, info.folder)(data_dir, train=train, download=True)
         except Exception as e:  # network errors come in many types; the user needs one message
-            raise DataError(f"{raw_dir}: MNIST is not there and could not be downloaded ({e}); "
-                            f"copy the four *-ubyte.gz files into that folder") from None
-    for name, expected in MNIST_SHA256.items():
+            raise DataError(f"{dataset} is not in {raw_dir}"
+                            + (f" nor in {info.system_dir}" if info.system_dir else "")
+                            + f" and could not be downloaded ({str(e).splitlines()[0][:120]}); "
+                            + info.how_to_get.format(raw_dir=raw_dir)) from None
+    for name, expected in info.sha256.items():
         _unpack_and_verify(raw_dir, name, expected)
 
 
+def prepare_mnist(data_dir):
+    prepare_dataset(data_dir, "mnist")
+
+
 def load_mnist(data_dir="data", device="cpu", max_train_images=None):
-    """Return {"train", "val", "test"} Splits of MNIST on `device`.
+    return load_dataset("mnist", data_dir, device, max_train_images)
+
+
+def load_dataset(dataset="mnist", data_dir="data", device="cpu", max_train_images=None):
+    """Return {"train", "val", "test"} Splits of the dataset on `device`.
 
     train: 55 000 images and val: 5 000 images, a fixed random split of the training file;
     test: the 10 000 test images. max_train_images keeps only the first n training images
     (for quick runs and tests); validation and test stay whole.
     """
     import torchvision  # imported here: only loading data needs it
-    prepare_mnist(data_dir)
+    prepare_dataset(data_dir, dataset)
+    folder = DATASETS[dataset].folder
     try:
-        train_file = torchvision.datasets.MNIST(data_dir, train=True, download=False)
-        test_file = torchvision.datasets.MNIST(data_dir, train=False, download=False)
+        train_file = getattr(torchvision.datasets, folder)(data_dir, train=True, download=False)
+        test_file = getattr(torchvision.datasets, folder)(data_dir, train=False, download=False)
     except (RuntimeError, ValueError, OSError) as e:
-        raise DataError(f"{os.path.join(data_dir, 'MNIST', 'raw')}: torchvision could not read MNIST ({e})") from None
+        raise DataError(f"{os.path.join(data_dir, folder, 'raw')}: torchvision could not read {dataset} ({e})") from None
 
     def as_split(images_uint8, labels):
         images = images_uint8.to(device=device).unsqueeze(1).float().div_(255)

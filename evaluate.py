@@ -1,7 +1,8 @@
 """Measure what the figures only show: one table of numbers for every checkpoint.
 
     python evaluate.py --train_classifier     # once: the digit classifier that judges samples
-    python evaluate.py                        # every checkpoints/*.pt -> readme/metrics.{json,md}
+    python evaluate.py                        # the MNIST checkpoints/*.pt -> readme/metrics.{json,md}
+    python evaluate.py --dataset fashion-mnist   # -> readme/metrics_fashion-mnist.{json,md}
 
 All numbers are on the 10 000 MNIST test images (losses in nats per image). See metrics.py for
 what each one means and README.md for how to read them.
@@ -18,9 +19,9 @@ import cli
 import data
 import metrics
 import models
-from explore_latent_space import encode_in_batches, latent_grid, output_name
+from explore_latent_space import dataset_prefix, encode_in_batches, latent_grid, load_selected_checkpoints, output_name
 
-CLASSIFIER_PATH = os.path.join("checkpoints", "judges", "mnist_cnn.pt")
+CLASSIFIER_PATH = os.path.join("checkpoints", "judges", "{dataset}_cnn.pt")
 CLASSIFIER_ACCURACY_BAR = 0.985
 
 
@@ -99,10 +100,11 @@ ROWS = [  # (key, label, format): the order of the Markdown table
 ]
 
 
-def markdown_table(results, baseline, iwae_k):
+def markdown_table(results, baseline, iwae_k, dataset="mnist"):
     names = list(results)
     titles = {"auto": "AutoEncoder", "vae": "VAE"}
-    lines = ["| test set | " + " | ".join(titles.get(n, n) for n in names) + " | all-black image |", "|---" * (len(names) + 2) + "|"]
+    short = [n[len(dataset_prefix(dataset)):] if n.startswith(dataset_prefix(dataset)) else n for n in names]
+    lines = ["| test set | " + " | ".join(titles.get(n, n) for n in short) + " | all-black image |", "|---" * (len(names) + 2) + "|"]
     for key, label, fmt in ROWS:
         lookup = f"iwae_nll_k{iwae_k}" if key == "iwae_nll" else key
         if key == "iwae_nll":
@@ -120,10 +122,15 @@ def parse_args(argv=None):
         prog="evaluate.py",
         description="Compute every metric of the README for each checkpoint on the 10 000 test images and write "
                     "<output_dir>/metrics.json and metrics.md. Generated images are judged by a small CNN digit "
-                    f"classifier ({CLASSIFIER_PATH}); --train_classifier (re)trains it first.")
+                    f"classifier ({CLASSIFIER_PATH.replace('{dataset}', '<dataset>')}); --train_classifier (re)trains it first.")
     cli.add_checkpoint_arguments(p)
     p.add_argument("-o", "--output_dir", default="readme", help="where metrics.json and metrics.md go (default: %(default)s)")
-    p.add_argument("--classifier", default=CLASSIFIER_PATH, help="the judge's checkpoint (default: %(default)s)")
+    p.add_argument("--dataset", choices=sorted(data.DATASETS), default="mnist",
+                   help="evaluate the checkpoints of --checkpoint_dir trained on this dataset (stored in each file); "
+                        "results go to metrics.json/.md for mnist, metrics_<dataset>.json/.md otherwise "
+                        "(default: %(default)s)")
+    p.add_argument("--classifier", default=None,
+                   help=f"the judge's checkpoint (default: {CLASSIFIER_PATH.replace('{dataset}', '<dataset>')})")
     p.add_argument("--train_classifier", action="store_true",
                    help="train the judge (3 epochs, about a minute on a CPU) and save it to --classifier first")
     p.add_argument("--iwae_k", type=cli.positive_int, default=1000,
@@ -142,13 +149,18 @@ def main(argv=None):
     args = parse_args(argv)
     started = time.perf_counter()
     try:
-        paths = cli.checkpoint_paths(args)
-        loaded = {path: models.load_checkpoint(path) for path in paths}  # all checked before any work
+        loaded = load_selected_checkpoints(args)
         for path, model in loaded.items():
             if model.kind not in ("autoencoder", "vae"):
                 raise cli.UserError(f"{path}: a {model.kind} checkpoint, not an AutoEncoder or VAE")
+        datasets = {model.dataset for model in loaded.values()}
+        if len(datasets) > 1:
+            raise cli.UserError(f"the checkpoints given were trained on {' and '.join(sorted(datasets))}; "
+                                f"evaluate one dataset at a time")
+        dataset = datasets.pop()
+        args.classifier = args.classifier or CLASSIFIER_PATH.format(dataset=dataset)
         cli.writable_dir(args.output_dir)
-        splits = data.load_mnist(args.data_dir)
+        splits = data.load_dataset(dataset, args.data_dir)
         if args.train_classifier:
             cli.writable_dir(os.path.dirname(args.classifier) or ".")
             classifier = train_classifier(splits)
@@ -161,23 +173,25 @@ def main(argv=None):
         results = {}
         for path, model in loaded.items():
             t = time.perf_counter()
-            name = output_name(path)
+            name = output_name(path, dataset)
             results[name] = evaluate_model(model, splits, classifier, args)
             add_to_tensorboard_run(path, model.kind, results[name])
             print(f"{name}: evaluated in {time.perf_counter() - t:.1f}s", flush=True)
         baseline = metrics.all_black_baseline(splits["test"].images)
         command = "python evaluate.py" + "".join(" " + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-        report = {"command": command, "classifier_test_accuracy": classifier_accuracy(classifier, splits["test"]),
+        report = {"command": command, "dataset": dataset,
+                  "classifier_test_accuracy": classifier_accuracy(classifier, splits["test"]),
                   "models": results, "all_black_baseline": baseline}
-        table = markdown_table(results, baseline, args.iwae_k)
-        write_atomically(os.path.join(args.output_dir, "metrics.json"), json.dumps(report, indent=2) + "\n")
-        write_atomically(os.path.join(args.output_dir, "metrics.md"),
-                         f"Measured by `{command}` (digit classifier: "
+        table = markdown_table(results, baseline, args.iwae_k, dataset)
+        stem = "metrics" if dataset == "mnist" else f"metrics_{dataset}"
+        write_atomically(os.path.join(args.output_dir, f"{stem}.json"), json.dumps(report, indent=2) + "\n")
+        write_atomically(os.path.join(args.output_dir, f"{stem}.md"),
+                         f"Measured by `{command}` ({dataset} test set; classifier judging the samples: "
                          f"{100 * report['classifier_test_accuracy']:.2f}% test accuracy).\n\n{table}")
         print(table)
     except (cli.UserError, data.DataError, models.CheckpointError) as e:
         cli.exit_with_error(str(e))
-    print(f"metrics written to {args.output_dir}/metrics.json and metrics.md in {time.perf_counter() - started:.1f}s")
+    print(f"metrics written to {args.output_dir}/{stem}.json and {stem}.md in {time.perf_counter() - started:.1f}s")
 
 
 def add_to_tensorboard_run(checkpoint_path, kind, result):

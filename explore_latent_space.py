@@ -65,21 +65,21 @@ def project_to_2d(codes):
 
 
 @torch.no_grad()
-def latent_dist_figure(model, images, labels):
-    """Test images encoded onto the latent plane, coloured by digit."""
+def latent_dist_figure(model, images, labels, class_names=data.DATASETS["mnist"].classes, legend_title="digit"):
+    """Test images encoded onto the latent plane, coloured by class."""
     codes, projected = project_to_2d(encode_in_batches(model, images).cpu())
     fig, ax = plt.subplots(figsize=(6.4, 6), dpi=DPI)
     colours = plt.get_cmap("tab10")
-    for digit in range(10):
-        pts = codes[labels.cpu() == digit]
-        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.6, color=colours(digit), label=str(digit), rasterized=True)
+    for label, class_name in enumerate(class_names):
+        pts = codes[labels.cpu() == label]
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.6, color=colours(label), label=class_name, rasterized=True)
     ax.set_aspect("equal", adjustable="datalim")
     what = "codes" if model.kind == "autoencoder" else "posterior means"
     ax.set_title(f"{model_title(model)}: {len(codes):,} test {what}"
                  + (f"\n(PCA projection of the {model.latent_dim}-D codes)" if projected else ""))
     ax.set_xlabel("PC 1" if projected else "$z_1$")
     ax.set_ylabel("PC 2" if projected else "$z_2$")
-    ax.legend(title="digit", markerscale=5, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.legend(title=legend_title, markerscale=5, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -182,7 +182,8 @@ def figures_for(model, test, args):
     shown = test.images[:32]
     figures = {
         "outputs": outputs_figure(model, shown),
-        "latent_dist": latent_dist_figure(model, test.images[:args.num_points], test.labels[:args.num_points]),
+        "latent_dist": latent_dist_figure(model, test.images[:args.num_points], test.labels[:args.num_points],
+                                          data.DATASETS[model.dataset].classes, data.DATASETS[model.dataset].noun),
         "sample_from_norm": sample_from_norm_figure(model, seed=args.seed),
     }
     if model.latent_dim == 2:
@@ -205,6 +206,10 @@ def parse_args(argv=None):
                     "autoencoder.pt, 'vae' for vae.pt, else the checkpoint's file stem.")
     cli.add_checkpoint_arguments(p)
     p.add_argument("-o", "--output_dir", default="readme", help="where figures go (default: %(default)s)")
+    p.add_argument("--dataset", choices=sorted(data.DATASETS), default="mnist",
+                   help="which checkpoints of --checkpoint_dir to draw: those trained on this dataset (stored in each "
+                        "file); checkpoints named on the command line are drawn whatever their dataset. Figures of "
+                        "fashion-mnist models are named <figure>_fashion-mnist_auto.png etc. (default: %(default)s)")
     p.add_argument("--seed", type=cli.non_negative_int, default=0,
                    help="seed of the N(0, I) samples; the same seed gives the same pixels (default: %(default)s)")
     p.add_argument("--grid_range", type=cli.positive_float, default=1.5,
@@ -218,9 +223,28 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def output_name(checkpoint_path):
+def dataset_prefix(dataset):
+    return "" if dataset == "mnist" else f"{dataset}_"
+
+
+def output_name(checkpoint_path, dataset="mnist"):
+    """auto / vae / <stem> for MNIST checkpoints; fashion-mnist_auto, ... for the other dataset's."""
     stem = os.path.splitext(os.path.basename(checkpoint_path))[0]
-    return FIGURE_SUFFIX.get(stem, stem)
+    prefix = dataset_prefix(dataset)
+    if prefix and stem.startswith(prefix):
+        stem = stem[len(prefix):]
+    return prefix + FIGURE_SUFFIX.get(stem, stem)
+
+
+def load_selected_checkpoints(args):
+    """{path: model} for the checkpoints named, else those of --dataset in --checkpoint_dir (all checked first)."""
+    loaded = {path: models.load_checkpoint(path) for path in cli.checkpoint_paths(args)}
+    if not args.checkpoints:
+        loaded = {path: model for path, model in loaded.items() if model.dataset == args.dataset}
+        if not loaded:
+            raise cli.UserError(f"no {args.dataset} checkpoints in {args.checkpoint_dir}/; train some with "
+                                f"`python train.py --train_autoencoder --train_vae --dataset {args.dataset}`")
+    return loaded
 
 
 def main(argv=None):
@@ -228,21 +252,25 @@ def main(argv=None):
     started = time.perf_counter()
     plt.switch_backend("Agg")  # files only: no window, even where a display exists
     try:
-        loaded = {path: models.load_checkpoint(path) for path in cli.checkpoint_paths(args)}  # all checked first
+        loaded = load_selected_checkpoints(args)
         cli.writable_dir(args.output_dir)
-        test = data.load_mnist(args.data_dir)["test"]
+        test_sets = {}
         figures_by_model = {}
         for path, model in loaded.items():
-            name = output_name(path)
-            print(f"{path}: {model_title(model)}, latent_dim {model.latent_dim}")
-            figures_by_model[name] = figures_for(model, test, args)
+            if model.dataset not in test_sets:
+                test_sets[model.dataset] = data.load_dataset(model.dataset, args.data_dir)["test"]
+            name = output_name(path, model.dataset)
+            print(f"{path}: {model_title(model)}, latent_dim {model.latent_dim}, {model.dataset}")
+            figures_by_model[name] = figures_for(model, test_sets[model.dataset], args)
             for figure_name, fig in figures_by_model[name].items():
                 save_atomically(os.path.join(args.output_dir, f"{figure_name}_{name}.png"), fig)
-        if "auto" in figures_by_model and "vae" in figures_by_model:
-            for figure_name, fig in figures_by_model["auto"].items():
-                if figure_name in figures_by_model["vae"]:
-                    save_atomically(os.path.join(args.output_dir, f"compare_{figure_name}.png"),
-                                    side_by_side(fig, figures_by_model["vae"][figure_name]))
+        for dataset in test_sets:
+            auto, vae = (figures_by_model.get(dataset_prefix(dataset) + n) for n in ("auto", "vae"))
+            if auto and vae:
+                suffix = "" if dataset == "mnist" else f"_{dataset}"
+                for figure_name in auto.keys() & vae.keys():
+                    save_atomically(os.path.join(args.output_dir, f"compare_{figure_name}{suffix}.png"),
+                                    side_by_side(auto[figure_name], vae[figure_name]))
         plt.close("all")
     except (cli.UserError, data.DataError, models.CheckpointError) as e:
         cli.exit_with_error(str(e))

@@ -210,11 +210,13 @@ def load_checkpoint(path, map_location="cpu"):
         first_line = str(e).strip().splitlines()[0]
         raise CheckpointError(f"{path}: weights do not fit a {checkpoint['kind']} model "
                               f"with {checkpoint['model_args']} ({first_line[:200]})") from None
+    model.dataset = checkpoint.get("dataset", "mnist")  # what it was trained on (format 1 files before: MNIST)
     return model.to(map_location).eval()
 
 
 class DigitClassifier(nn.Module):
-    """A small CNN that judges generated images (metrics.py): is this a confident, recognisable digit?
+    """A small CNN that judges generated images (metrics.py): is this a confident, recognisable digit
+    (or, trained on Fashion-MNIST, piece of clothing)?
 
     Two 5x5 conv layers with max-pooling, then two linear layers; it reaches about 99 % on the test
     set in three epochs, which is all a judge of 28x28 samples needs.

@@ -59,7 +59,11 @@ def parse_args(argv=None):
     g.add_argument("--seed", type=cli.non_negative_int, default=0,
                    help="seed of weights, batch order and sampling (default: %(default)s)")
     g = p.add_argument_group("files and hardware")
-    g.add_argument("--data_dir", default="data", help="folder holding MNIST/raw/ (default: %(default)s)")
+    g.add_argument("--dataset", choices=sorted(data.DATASETS), default="mnist",
+                   help="mnist (bundled) or fashion-mnist (from Debian's dataset-fashion-mnist, else --data_dir, "
+                        "else downloaded); checkpoints of other datasets than mnist are named <dataset>_<model>.pt "
+                        "(default: %(default)s)")
+    g.add_argument("--data_dir", default="data", help="folder holding <dataset>/raw/ (default: %(default)s)")
     g.add_argument("--checkpoint_dir", default="checkpoints", help="where checkpoints go (default: %(default)s)")
     g.add_argument("--logdir", default="logs", help="where TensorBoard runs go (default: %(default)s)")
     g.add_argument("--use_cuda", action="store_true", help="train on the GPU (error if none is present)")
@@ -77,10 +81,10 @@ def parse_args(argv=None):
     return args
 
 
-def run_name(kind, beta):
-    if kind == "autoencoder":
-        return "autoencoder"
-    return "vae" if beta == 1 else f"vae_beta{beta:g}"
+def run_name(kind, beta, dataset="mnist"):
+    """autoencoder, vae, vae_beta4, ...; prefixed with the dataset unless it is MNIST, so runs never collide."""
+    name = "autoencoder" if kind == "autoencoder" else ("vae" if beta == 1 else f"vae_beta{beta:g}")
+    return name if dataset == "mnist" else f"{dataset}_{name}"
 
 
 def make_log_dir(logdir, name):
@@ -236,7 +240,7 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
         if epoch == 1:
             moved_to = keep_previous_checkpoint(checkpoint_path)
         models.save_checkpoint(
-            checkpoint_path, model, epoch=epoch, completed=False, config=config, optimizer_state=optimizer.state_dict(),
+            checkpoint_path, model, epoch=epoch, completed=False, dataset=args.dataset, config=config, optimizer_state=optimizer.state_dict(),
             scheduler_state=scheduler.state_dict(), random_state=random_state(batch_order, device),
             val_metrics=val_metrics)
         last_saved.update(path=checkpoint_path, epoch=epoch)
@@ -252,7 +256,7 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
     # The finished run's checkpoint leaves out the optimizer and schedule state: the schedule has
     # decayed to zero, so there is nothing to resume, and the file shrinks threefold (Adam keeps two
     # numbers per weight), which keeps the committed checkpoints small.
-    models.save_checkpoint(checkpoint_path, model, epoch=args.epochs, completed=True, config=config,
+    models.save_checkpoint(checkpoint_path, model, epoch=args.epochs, completed=True, dataset=args.dataset, config=config,
                            val_metrics=val_metrics, test_metrics=test_metrics)
     final = {f"final/val_{k}": v for k, v in val_metrics.items()} | {f"final/test_{k}": v for k, v in test_metrics.items()}
     log_hparams(writer, model.kind, config, final, args.epochs)
@@ -275,11 +279,11 @@ def main(argv=None):
             torch.set_num_threads(args.threads)
         cli.writable_dir(args.checkpoint_dir)
         cli.writable_dir(args.logdir)
-        splits = data.load_mnist(args.data_dir, device, args.max_train_images)
+        splits = data.load_dataset(args.dataset, args.data_dir, device, args.max_train_images)
         started = time.perf_counter()
         for kind, beta in ([("autoencoder", None)] if args.train_autoencoder else []) + \
                           ([("vae", b) for b in args.beta] if args.train_vae else []):
-            name = run_name(kind, beta)
+            name = run_name(kind, beta, args.dataset)
             model_args = dict(hidden_dims=args.hidden_dims, latent_dim=args.latent_dim, activation=args.activation)
             if kind == "vae":
                 model_args["beta"] = beta
@@ -303,7 +307,7 @@ def main(argv=None):
 
 
 # what --resume takes from the checkpoint rather than from the command line
-RESUMED_SETTINGS = ("epochs", "batch_size", "lr", "schedule", "seed", "hidden_dims", "latent_dim", "activation")
+RESUMED_SETTINGS = ("dataset", "epochs", "batch_size", "lr", "schedule", "seed", "hidden_dims", "latent_dim", "activation")
 
 
 def unfinished_checkpoint(path, args):

@@ -81,7 +81,7 @@ def test_judge_entropy_and_confidence():
 
 
 def test_committed_classifier_reaches_its_accuracy_bar(mnist):
-    classifier = models.load_checkpoint(os.path.join(ROOT, evaluate.CLASSIFIER_PATH))
+    classifier = models.load_checkpoint(os.path.join(ROOT, evaluate.CLASSIFIER_PATH.format(dataset="mnist")))
     assert evaluate.classifier_accuracy(classifier, mnist["test"]) >= evaluate.CLASSIFIER_ACCURACY_BAR
 
 
@@ -100,7 +100,7 @@ def test_evaluate_writes_json_and_markdown_for_every_checkpoint(tmp_path):
     models.save_checkpoint(ck / "autoencoder.pt", models.AutoEncoder(hidden_dims=[16]))
     models.save_checkpoint(ck / "vae.pt", models.VAE(hidden_dims=[16]))
     evaluate.main(["--checkpoint_dir", str(ck), "-o", str(tmp_path / "out"), "--data_dir", DATA_DIR,
-                   "--classifier", os.path.join(ROOT, evaluate.CLASSIFIER_PATH),
+                   "--classifier", os.path.join(ROOT, evaluate.CLASSIFIER_PATH.format(dataset="mnist")),
                    "--iwae_k", "4", "--iwae_images", "50", "--num_samples", "200"])
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert set(report["models"]) == {"auto", "vae"}
@@ -111,6 +111,6 @@ def test_evaluate_writes_json_and_markdown_for_every_checkpoint(tmp_path):
 
 
 def test_evaluate_rejects_a_classifier_as_a_model_to_evaluate(tmp_path):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), os.path.join(ROOT, evaluate.CLASSIFIER_PATH),
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), os.path.join(ROOT, evaluate.CLASSIFIER_PATH.format(dataset="mnist")),
                              "-o", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "classifier" in result.stderr
