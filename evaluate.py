@@ -88,7 +88,7 @@ ROWS = [  # (key, label, format): the order of the Markdown table
     ("pixel_acc_0.6", "pixel accuracy, threshold 0.6", "{:.2%}"),
     ("ink_f1", "ink F1 (pixels > 0.5)", "{:.3f}"),
     ("ink_iou", "ink IoU (pixels > 0.5)", "{:.3f}"),
-    ("knn5_accuracy", "5-NN digit accuracy from the codes", "{:.2%}"),
+    ("knn5_accuracy", "5-NN class accuracy from the codes", "{:.2%}"),
     ("code_mean_norm", "‖mean of test codes‖ (0 for N(0, I))", "{:.2f}"),
     ("code_cov_distance_to_identity", "‖covariance of test codes − I‖", "{:.2f}"),
     ("mmd2_to_prior", "MMD² between test codes and N(0, I)", "{:.4f}"),

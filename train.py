@@ -1,4 +1,4 @@
-"""Train a 2-D AutoEncoder and/or VAE(s) on MNIST, with TensorBoard logs and checkpoints.
+"""Train a 2-D AutoEncoder and/or VAE(s) on MNIST (or Fashion-MNIST), with TensorBoard logs and checkpoints.
 
     python train.py --train_autoencoder --train_vae --epochs=20 [--use_cuda]
 
@@ -26,7 +26,7 @@ import models
 def parse_args(argv=None):
     p = cli.ArgumentParser(
         prog="train.py",
-        description="Train a 2-D AutoEncoder and/or VAE(s) on MNIST. Each model gets a checkpoint "
+        description="Train a 2-D AutoEncoder and/or VAE(s) on MNIST (or Fashion-MNIST). Each model gets a checkpoint "
                     "(<checkpoint_dir>/<name>.pt, rewritten after every epoch with the optimizer state; the finished "
                     "run's file keeps weights, configuration and metrics only) and a TensorBoard run "
                     "(<logdir>/<name>-<date>-<time>). An existing checkpoint of the same name is moved "
@@ -50,7 +50,8 @@ def parse_args(argv=None):
     g.add_argument("--epochs", type=cli.positive_int, default=20, help="passes over the 55 000 training "
                    "images (default: %(default)s)")
     g.add_argument("--batch_size", type=cli.positive_int, default=256,
-                   help="images per step (default: %(default)s)")
+                   help="images per step; 256 keeps a CPU's matrix units busier than 64 or 128 and, with the "
+                        "peak --lr of 3e-3, loses no quality in 20 epochs (default: %(default)s)")
     g.add_argument("--lr", type=cli.positive_float, default=3e-3,
                    help="peak learning rate of Adam (default: %(default)s)")
     g.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
