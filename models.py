@@ -183,6 +183,12 @@ def read_checkpoint(path, map_location="cpu"):
     except IsADirectoryError:
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file") from None
     except Exception as e:  # unpickling errors come in many types; all mean "not a checkpoint we can trust"
+        if "GLOBAL" in str(e):  # the pickle names a Python function or class: the safe loader stopped it
+            # torch's own message suggests weights_only=False; for a file from elsewhere that is the wrong advice
+            raise CheckpointError(f"{path}: refused: it holds Python objects other than tensors, which could run "
+                                  f"code when loaded; not loaded") from None
+        if "Weights only load failed" in str(e):
+            raise CheckpointError(f"{path}: not a readable checkpoint (not a PyTorch file, or damaged)") from None
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint ({first_line[:200]})") from None
     if not isinstance(checkpoint, dict):

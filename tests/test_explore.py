@@ -110,6 +110,7 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path, content):
     result = run_cli(str(bad), "-o", str(tmp_path / "out"))
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {bad}: ") and "Traceback" not in result.stderr
+    assert "weights_only` set to `False" not in result.stderr  # never pass on torch's advice to load unsafely
 
 
 def test_foreign_checkpoint_is_a_clear_error(tmp_path):

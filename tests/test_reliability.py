@@ -108,8 +108,10 @@ def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path):
         pickle.dump({"format_version": 1, "kind": "vae", "model_args": {}, "model_state": RunsCode()}, f)
     torch.save({"format_version": 1, "kind": "vae", "model_args": {}, "model_state": RunsCode()}, tmp_path / "evil2.pt")
     for path in (evil, tmp_path / "evil2.pt"):
-        with pytest.raises(models.CheckpointError, match=str(path)):
+        with pytest.raises(models.CheckpointError, match=str(path)) as error:
             models.load_checkpoint(path)
+        assert "weights_only=False" not in str(error.value)  # never advise the unsafe load
+    assert "could run code" in str(error.value)
     assert not (tmp_path / "pwned").exists() and not os.path.exists("pwned")
 
 
