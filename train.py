@@ -312,6 +312,8 @@ RESUMED_SETTINGS = ("dataset", "epochs", "batch_size", "lr", "schedule", "seed",
 
 
 def unfinished_checkpoint(path, args):
+    if not os.path.exists(path):
+        raise cli.UserError(f"{path}: no such checkpoint, nothing to resume; start the run without --resume")
     checkpoint = models.read_checkpoint(path)
     if checkpoint.get("completed", True) or "random_state" not in checkpoint:
         raise cli.UserError(f"{path}: this run is finished (or was saved without its training state); "

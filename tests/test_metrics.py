@@ -114,3 +114,16 @@ def test_evaluate_rejects_a_classifier_as_a_model_to_evaluate(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), os.path.join(ROOT, evaluate.CLASSIFIER_PATH.format(dataset="mnist")),
                              "-o", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "classifier" in result.stderr
+
+
+def test_evaluation_metrics_reach_the_training_runs_tensorboard_hparams(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    import train
+    train.main(["--train_vae", "--epochs", "1", "--hidden_dims", "16", "--max_train_images", "1000",
+                "--data_dir", DATA_DIR, "--checkpoint_dir", str(tmp_path / "ck"), "--logdir", str(tmp_path / "logs")])
+    evaluate.main([str(tmp_path / "ck" / "vae.pt"), "-o", str(tmp_path / "out"), "--data_dir", DATA_DIR,
+                   "--classifier", os.path.join(ROOT, evaluate.CLASSIFIER_PATH.format(dataset="mnist")),
+                   "--iwae_k", "2", "--iwae_images", "20", "--num_samples", "100"])
+    (run_dir,) = (tmp_path / "logs").iterdir()
+    scalars = EventAccumulator(str(run_dir)).Reload().Tags()["scalars"]
+    assert "eval/iwae_nll_k2" in scalars and "eval/prior_samples_confident" in scalars
