@@ -80,3 +80,18 @@ def checkpoint_paths(args):
         raise UserError(f"no checkpoints given and none (*.pt) in {args.checkpoint_dir}/; "
                         f"train some with `python train.py --train_autoencoder --train_vae`")
     return paths
+
+
+def write_atomically(path, content):
+    """Write content (bytes or text) next to path and rename it over path.
+
+    A crash or a full disk mid-write leaves the previous file whole, and no temporary file behind.
+    """
+    tmp_path = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp_path, "wb" if isinstance(content, bytes) else "w") as f:
+            f.write(content)
+        os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)

@@ -184,8 +184,8 @@ def main(argv=None):
                   "models": results, "all_black_baseline": baseline}
         table = markdown_table(results, baseline, args.iwae_k, dataset)
         stem = "metrics" if dataset == "mnist" else f"metrics_{dataset}"
-        write_atomically(os.path.join(args.output_dir, f"{stem}.json"), json.dumps(report, indent=2) + "\n")
-        write_atomically(os.path.join(args.output_dir, f"{stem}.md"),
+        cli.write_atomically(os.path.join(args.output_dir, f"{stem}.json"), json.dumps(report, indent=2) + "\n")
+        cli.write_atomically(os.path.join(args.output_dir, f"{stem}.md"),
                          f"Measured by `{command}` ({dataset} test set; classifier judging the samples: "
                          f"{100 * report['classifier_test_accuracy']:.2f}% test accuracy).\n\n{table}")
         print(table)
@@ -205,12 +205,6 @@ def add_to_tensorboard_run(checkpoint_path, kind, result):
     with SummaryWriter(log_dir) as writer:
         log_hparams(writer, kind, config, {f"eval/{k}": v for k, v in result.items()}, config.get("epochs", 0))
 
-
-def write_atomically(path, text):
-    tmp_path = f"{path}.tmp{os.getpid()}"
-    with open(tmp_path, "w") as f:
-        f.write(text)
-    os.replace(tmp_path, path)
 
 
 if __name__ == "__main__":

@@ -160,20 +160,13 @@ def side_by_side(left, right):
 
 
 def save_atomically(path, figure_or_array):
-    """Write a PNG next to its destination and rename it over it: a crash leaves the old file whole."""
+    """Save a figure (or an RGB array) as a PNG; a crash mid-write leaves the old file whole."""
     buffer = io.BytesIO()
     if isinstance(figure_or_array, np.ndarray):
         plt.imsave(buffer, figure_or_array, format="png", metadata={"Software": None})
     else:
         figure_or_array.savefig(buffer, format="png", metadata={"Software": None})
-    tmp_path = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp_path, "wb") as f:
-            f.write(buffer.getvalue())
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+    cli.write_atomically(path, buffer.getvalue())
 
 
 def figures_for(model, test, args):

@@ -13,6 +13,7 @@ import sys
 import time
 
 import torch
+import torchvision.utils as vutils
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 from tqdm import tqdm
@@ -127,7 +128,6 @@ def lr_factor(step, warmup_steps, total_steps, schedule):
 
 def image_grid_pair(inputs, outputs, per_row=16):
     """Inputs and their reconstructions as alternating rows: one CHW image for TensorBoard."""
-    import torchvision.utils as vutils
     rows = []
     for start in range(0, len(inputs), per_row):
         rows += [inputs[start:start + per_row], outputs[start:start + per_row]]
@@ -233,7 +233,6 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
             model.eval()
             writer.add_image("val/inputs_and_reconstructions",
                              image_grid_pair(shown_images, model.reconstruct(shown_images)), epoch)
-            import torchvision.utils as vutils
             writer.add_image("samples/decoded_from_N(0,I)",
                              vutils.make_grid(model.decode(shown_codes), nrow=8, pad_value=1), epoch)
         writer.flush()

@@ -192,3 +192,24 @@ def test_an_unwritable_checkpoint_folder_is_a_clear_error(tmp_path):
                              "--checkpoint_dir", str(blocker / "ck"), "--logdir", str(tmp_path / "logs")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.startswith(f"error: {blocker / 'ck'}")
+
+
+def test_a_failed_figure_or_metrics_write_leaves_the_previous_file_valid(tmp_path, monkeypatch):
+    import builtins
+    import cli
+    path = tmp_path / "metrics.json"
+    cli.write_atomically(path, '{"old": 1}\n')
+    real_open = builtins.open
+
+    def open_then_fill_the_disk(file, mode="r", *a, **k):
+        handle = real_open(file, mode, *a, **k)
+        if "w" in mode:
+            handle.write = lambda content: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+        return handle
+
+    monkeypatch.setattr(builtins, "open", open_then_fill_the_disk)
+    with pytest.raises(OSError):
+        cli.write_atomically(path, b"new bytes of a png")
+    monkeypatch.setattr(builtins, "open", real_open)
+    assert path.read_text() == '{"old": 1}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
