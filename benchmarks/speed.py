@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py              # about 3 minutes on a 2-core CPU
     python benchmarks/speed.py --skip_full_run
+    python benchmarks/speed.py --use_cuda --with_compile   # on a GPU: eager and compiled default runs
 
 Rows, all measured in this run on this machine:
 1. seed-style: the common tutorial loop -- torchvision MNIST through a DataLoader with ToTensor,
@@ -10,8 +11,10 @@ Rows, all measured in this run on this machine:
 2. ours, same architecture: train.py's loop (tensors on the device, shuffled index slices), one epoch
    of AutoEncoder + VAE with the same 784-200-200-2 models, validation, TensorBoard and checkpoints.
 3. ours, default: the README's command `train.py --train_autoencoder --train_vae --epochs=20` as a
-   subprocess, start-up included.
+   subprocess, start-up included (and, with --with_compile, the same command with --compile).
 Rows 1 and 2 use the same thread count (--threads, default 1), so their ratio isolates the loop.
+The default run's arithmetic is then compared with the float32 matrix-multiply rate measured on the
+same device: the peak (large square matrices) and at the model's own layer shapes.
 """
 import argparse
 import os
@@ -88,17 +91,38 @@ def our_epoch(data_dir, device, batch_size):
         return time.perf_counter() - start, len(splits["train"])
 
 
-def full_default_run(use_cuda):
+def matmul_gflops(device, m, k, n, seconds=0.5):
+    """Best float32 rate of (m x k) @ (k x n) on device, in GFLOP/s, over about `seconds` of repeats."""
+    a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 10 * 2 * m * k * n / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def full_default_run(use_cuda, compile=False):
+    """The README's default command as a subprocess: (wall seconds, train.py's own 'done in' seconds, test lines)."""
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, os.path.join(ROOT, "train.py"), "--train_autoencoder", "--train_vae", "--epochs=20",
                    "--checkpoint_dir", f"{tmp}/ck", "--logdir", f"{tmp}/logs", "--data_dir", os.path.join(ROOT, "data")]
         start = time.perf_counter()
-        result = subprocess.run(command + (["--use_cuda"] if use_cuda else []), capture_output=True, text=True)
+        result = subprocess.run(command + (["--use_cuda"] if use_cuda else []) + (["--compile"] if compile else []),
+                                capture_output=True, text=True)
         seconds = time.perf_counter() - start
         if result.returncode != 0:
             sys.exit(f"error: the default run failed:\n{result.stderr[-2000:]}")
-        tests = [line for line in result.stdout.splitlines() if " test " in line]
-        return seconds, tests
+        lines = result.stdout.splitlines()
+        # "done in": from the data on the device to the last checkpoint, i.e. start-up and data loading left out
+        training = float(next(line for line in lines if line.startswith("done in")).split()[2].rstrip("s"))
+        return seconds, training, [line for line in lines if " test " in line]
 
 
 def main():
@@ -107,6 +131,8 @@ def main():
     p.add_argument("--batch_size", type=int, default=256, help="our loop's batch size in row 2 (default: %(default)s)")
     p.add_argument("--use_cuda", action="store_true", help="run every row on the GPU")
     p.add_argument("--skip_full_run", action="store_true", help="leave out row 3 (the 20-epoch default run)")
+    p.add_argument("--with_compile", action="store_true",
+                   help="also time the default run with train.py --compile (one more full run)")
     args = p.parse_args()
     device = torch.device("cuda" if args.use_cuda else "cpu")
     data_dir = os.path.join(ROOT, "data")
@@ -128,17 +154,31 @@ def main():
           f"| {seed_seconds / our_seconds:.1f}× |")
     print(f"\n(784-200-200-2 costs {6 * macs / 1e6:.2f} MFLOP per image per training step, forward and backward.)")
 
-    if not args.skip_full_run:
-        seconds, tests = full_default_run(args.use_cuda)
-        default = models.build_model("vae", hidden_dims=[256, 256, 256])
-        flops = 6 * models.count_macs_per_image(default) * n * 20 * 2
-        print(f"\nthe README's default run (`train.py --train_autoencoder --train_vae --epochs=20`, {default_threads} threads): "
-              f"{seconds:.1f} s from start to finish, {2 * 20 * n / seconds:,.0f} training images/s;")
-        print(f"its training steps need {flops / 1e12:.1f} TFLOP ({6 * models.count_macs_per_image(default) / 1e6:.1f} MFLOP "
-              f"per image), i.e. {flops / seconds / 1e9:.0f} GFLOP/s over the whole run "
-              f"(floor to reason from: ~40 GFLOP/s per thread, {40 * default_threads} for {default_threads} threads)")
-        for line in tests:
-            print("  " + line)
+    if args.skip_full_run:
+        return
+    default = models.build_model("vae", hidden_dims=[256, 256, 256])
+    flops_per_image = 6 * models.count_macs_per_image(default)  # forward 2, backward 4 per multiply-add
+    flops = flops_per_image * n * 20 * 2
+    peak = matmul_gflops(device, *((8192,) * 3 if device.type == "cuda" else (2048,) * 3))
+    at_layer_shape = matmul_gflops(device, args.batch_size, 784, 256)
+    print(f"\nfloat32 matrix multiply on {device} ({default_threads} threads on the CPU): peak {peak:,.0f} GFLOP/s "
+          f"(square {8192 if device.type == 'cuda' else 2048}), {at_layer_shape:,.0f} GFLOP/s at the first layer's shape "
+          f"({args.batch_size} x 784 @ 784 x 256)")
+    print(f"the default model: {flops_per_image / 1e6:.1f} MFLOP per image per training step; "
+          f"20 epochs x 2 models = {flops / 1e12:.1f} TFLOP\n")
+    print("| the README's default run (20 epochs x 2 models) | wall s, start-up included | training s | "
+          "training images/s | GFLOP/s | of the matmul peak |")
+    print("|---|---|---|---|---|---|")
+    test_lines = []
+    for compile in ([False, True] if args.with_compile else [False]):
+        seconds, training, tests = full_default_run(args.use_cuda, compile)
+        test_lines += [f"{'--compile' if compile else 'eager'}: {line}" for line in tests]
+        print(f"| {'--compile' if compile else 'eager'}, {default_threads} threads{', ' + str(device) if device.type == 'cuda' else ''} "
+              f"| {seconds:.1f} | {training:.1f} | {2 * 20 * n / training:,.0f} | {flops / training / 1e9:,.0f} "
+              f"| {100 * flops / training / 1e9 / peak:.1f} % |", flush=True)
+    print("\nquality (the test set):")
+    for line in test_lines:
+        print("  " + line)
 
 
 if __name__ == "__main__":

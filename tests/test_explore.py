@@ -30,6 +30,13 @@ def run_cli(*args, cwd=ROOT):
                           capture_output=True, text=True, cwd=cwd)
 
 
+def explore_error(capsys, *args):
+    """Run the script's main in this process (no interpreter start-up); its exit code and stderr."""
+    with pytest.raises(SystemExit) as stop:
+        explore.main([*args, "--data_dir", DATA_DIR])
+    return stop.value.code, capsys.readouterr().err
+
+
 def read_png(path):
     return np.asarray(Image.open(path).convert("RGB"))
 
@@ -104,24 +111,24 @@ def test_no_checkpoints_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("content", [b"", b"\x00" * 100, b"PK\x03\x04 truncated zip"])
-def test_unreadable_checkpoint_is_a_clear_error(tmp_path, content):
+def test_unreadable_checkpoint_is_a_clear_error(tmp_path, capsys, content):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(content)
-    result = run_cli(str(bad), "-o", str(tmp_path / "out"))
-    assert result.returncode == 2
-    assert result.stderr.startswith(f"error: {bad}: ") and "Traceback" not in result.stderr
-    assert "weights_only` set to `False" not in result.stderr  # never pass on torch's advice to load unsafely
+    code, err = explore_error(capsys, str(bad), "-o", str(tmp_path / "out"))
+    assert code == 2 and err.startswith(f"error: {bad}: ") and len(err.strip().splitlines()) == 1
+    assert "weights_only` set to `False" not in err  # never pass on torch's advice to load unsafely
+    assert not (tmp_path / "out").exists()
 
 
-def test_foreign_checkpoint_is_a_clear_error(tmp_path):
+def test_foreign_checkpoint_is_a_clear_error(tmp_path, capsys):
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
-    result = run_cli(str(foreign), "-o", str(tmp_path / "out"))
-    assert result.returncode == 2 and "not a checkpoint of this project" in result.stderr
+    code, err = explore_error(capsys, str(foreign), "-o", str(tmp_path / "out"))
+    assert code == 2 and "not a checkpoint of this project" in err
 
 
-def test_unwritable_output_folder_is_a_clear_error(tmp_path, tiny_checkpoints):
+def test_unwritable_output_folder_is_a_clear_error(tmp_path, capsys, tiny_checkpoints):
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
-    result = run_cli("--checkpoint_dir", str(tiny_checkpoints), "-o", str(blocker / "out"))
-    assert result.returncode == 2 and result.stderr.startswith(f"error: {blocker / 'out'}")
+    code, err = explore_error(capsys, "--checkpoint_dir", str(tiny_checkpoints), "-o", str(blocker / "out"))
+    assert code == 2 and err.startswith(f"error: {blocker / 'out'}")

@@ -30,7 +30,7 @@ def test_help_explains_every_option():
     assert result.returncode == 0
     for flag in ["--train_autoencoder", "--train_vae", "--epochs", "--use_cuda", "--batch_size", "--lr",
                  "--hidden_dims", "--latent_dim", "--beta", "--seed", "--checkpoint_dir", "--logdir",
-                 "--data_dir", "--threads", "--schedule", "--activation", "--max_train_images"]:
+                 "--data_dir", "--threads", "--schedule", "--activation", "--max_train_images", "--compile"]:
         assert flag in result.stdout
 
 
@@ -127,3 +127,34 @@ def test_checkpoint_of_an_unfinished_run_holds_what_resuming_needs(tmp_path, mon
     assert saved["epoch"] == 1 and not saved["completed"]
     assert saved["optimizer_state"]["state"] and "scheduler_state" in saved
     assert models.load_checkpoint(tmp_path / "ck" / "vae.pt").kind == "vae"
+
+
+def test_compile_trains_the_same_model_as_eager(tmp_path):
+    # the AutoEncoder draws no random numbers, so compiled and eager steps must agree up to float rounding
+    tiny = ["--train_autoencoder", "--epochs", "1", "--hidden_dims", "16", "--max_train_images", "512",
+            "--batch_size", "256", "--data_dir", DATA_DIR]
+    for name, extra in (("eager", []), ("compiled", ["--compile"])):
+        train.main([*tiny, *extra, "--checkpoint_dir", str(tmp_path / name), "--logdir", str(tmp_path / "logs")])
+    eager = torch.load(tmp_path / "eager" / "autoencoder.pt", weights_only=True)
+    compiled = torch.load(tmp_path / "compiled" / "autoencoder.pt", weights_only=True)
+    assert compiled["config"]["compile"] and not eager["config"]["compile"]
+    assert compiled["model_state"].keys() == eager["model_state"].keys()  # no torch.compile wrapper names
+    for k, v in eager["model_state"].items():
+        assert torch.allclose(compiled["model_state"][k], v, atol=1e-4), k
+    assert compiled["test_metrics"]["loss_total"] == pytest.approx(eager["test_metrics"]["loss_total"], rel=1e-4)
+    assert models.load_checkpoint(tmp_path / "compiled" / "autoencoder.pt").kind == "autoencoder"
+
+
+def test_a_failing_compiler_is_one_error_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    def compiled_but_broken(fn, **options):
+        def run(*args):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\n(long explanation)")
+        return run
+
+    monkeypatch.setattr(torch, "compile", compiled_but_broken)
+    with pytest.raises(SystemExit) as stop:
+        quick_train(tmp_path, "--train_vae", "--epochs", "1", "--compile")
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --compile") and "C++ compiler" in err and len(err.strip().splitlines()) == 1
+    assert not list((tmp_path / "ck").glob("*.pt")) and not list((tmp_path / "logs").glob("*"))
