@@ -143,11 +143,6 @@ def build_model(kind, **model_args):
     return MODELS[kind](**model_args)
 
 
-def count_macs_per_image(model):
-    """Multiply-accumulates of one forward pass through encoder and decoder (the Linear layers)."""
-    return sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
-
-
 class CheckpointError(Exception):
     """A checkpoint that cannot be used; the message says which file and why."""
 

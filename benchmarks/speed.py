@@ -97,15 +97,78 @@ def matmul_gflops(device, m, k, n, seconds=0.5):
     best = 0.0
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         start = time.perf_counter()
         for _ in range(10):
             a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         best = max(best, 10 * 2 * m * k * n / (time.perf_counter() - start) / 1e9)
     return best
+
+
+def linear_layers(model):
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def training_matmuls(model, batch_size):
+    """The (m, k, n) shapes of the matrix multiplies in one training step: per layer, the forward
+    product and, backwards, the weight gradient and the input gradient -- except for the first
+    layer, whose input (the images) needs no gradient, so autograd skips it."""
+    shapes = []
+    for i, layer in enumerate(linear_layers(model)):
+        d_in, d_out = layer.in_features, layer.out_features
+        shapes += [(batch_size, d_in, d_out), (d_out, batch_size, d_in)]
+        if i > 0:
+            shapes.append((batch_size, d_out, d_in))
+    return shapes
+
+
+def training_flops_per_image(model):
+    return sum(2 * m * k * n for m, k, n in training_matmuls(model, 1))
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def step_breakdown(device, batch_size, with_compile, steps=100):
+    """One training step of the default VAE, in ms: {"eager": .., "--compile": .. (if asked),
+    "matrix multiplies alone": ..} -- the last being the step's matrix multiplies timed on their own."""
+    torch.manual_seed(0)
+    model = models.build_model("vae", hidden_dims=[256, 256, 256]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    images = torch.rand(batch_size, 1, 28, 28, device=device)
+    operands = [(torch.randn(m, k, device=device), torch.randn(k, n, device=device))
+                for m, k, n in training_matmuls(model, batch_size)]
+
+    def step_with(loss_fn):
+        def step():
+            loss = loss_fn(images)["total"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return step
+
+    def matmuls():
+        for a, b in operands:
+            a @ b
+
+    work = {"eager": step_with(model.loss)}
+    if with_compile:
+        work["--compile"] = step_with(train.compile_loss(model, images))  # compiled here, before the timing
+    work["matrix multiplies alone"] = matmuls
+    timings = {}
+    for name, run in work.items():
+        for _ in range(20):  # warm-up: allocator, thread pool, kernels
+            run()
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            run()
+        synchronize(device)
+        timings[name] = (time.perf_counter() - start) / steps * 1000
+    return timings
 
 
 def full_default_run(use_cuda, compile=False):
@@ -130,7 +193,7 @@ def main():
     p.add_argument("--threads", type=int, default=1, help="threads for rows 1 and 2 (default: %(default)s)")
     p.add_argument("--batch_size", type=int, default=256, help="our loop's batch size in row 2 (default: %(default)s)")
     p.add_argument("--use_cuda", action="store_true", help="run every row on the GPU")
-    p.add_argument("--skip_full_run", action="store_true", help="leave out row 3 (the 20-epoch default run)")
+    p.add_argument("--skip_full_run", action="store_true", help="leave out the 20-epoch default run(s)")
     p.add_argument("--with_compile", action="store_true",
                    help="also time the default run with train.py --compile (one more full run)")
     args = p.parse_args()
@@ -143,7 +206,7 @@ def main():
     our_seconds, _ = our_epoch(data_dir, device, args.batch_size)
     torch.set_num_threads(default_threads)
 
-    macs = models.count_macs_per_image(models.build_model("vae", **SEED_ARCH))
+    seed_flops = training_flops_per_image(models.build_model("vae", **SEED_ARCH))
     print(f"\nmachine: {cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else "")
           + f", threads for rows 1-2: {args.threads}\n")
@@ -152,12 +215,10 @@ def main():
     print(f"| seed-style DataLoader + ToTensor, batch 64, 784-200-200-2 | {seed_seconds:.1f} | {2 * n / seed_seconds:,.0f} | 1.0× |")
     print(f"| ours, tensor batches, batch {args.batch_size}, 784-200-200-2 | {our_seconds:.1f} | {2 * n / our_seconds:,.0f} "
           f"| {seed_seconds / our_seconds:.1f}× |")
-    print(f"\n(784-200-200-2 costs {6 * macs / 1e6:.2f} MFLOP per image per training step, forward and backward.)")
+    print(f"\n(784-200-200-2 costs {seed_flops / 1e6:.2f} MFLOP per image per training step, forward and backward.)")
 
-    if args.skip_full_run:
-        return
     default = models.build_model("vae", hidden_dims=[256, 256, 256])
-    flops_per_image = 6 * models.count_macs_per_image(default)  # forward 2, backward 4 per multiply-add
+    flops_per_image = training_flops_per_image(default)
     flops = flops_per_image * n * 20 * 2
     peak = matmul_gflops(device, *((8192,) * 3 if device.type == "cuda" else (2048,) * 3))
     at_layer_shape = matmul_gflops(device, args.batch_size, 784, 256)
@@ -165,7 +226,19 @@ def main():
           f"(square {8192 if device.type == 'cuda' else 2048}), {at_layer_shape:,.0f} GFLOP/s at the first layer's shape "
           f"({args.batch_size} x 784 @ 784 x 256)")
     print(f"the default model: {flops_per_image / 1e6:.1f} MFLOP per image per training step; "
-          f"20 epochs x 2 models = {flops / 1e12:.1f} TFLOP\n")
+          f"20 epochs x 2 models = {flops / 1e12:.1f} TFLOP")
+    timings = step_breakdown(device, args.batch_size, args.with_compile)
+    step_flops = flops_per_image * args.batch_size
+    step_ms, matmul_ms = timings["eager"], timings["matrix multiplies alone"]
+    print(f"one training step of the default VAE, batch {args.batch_size}: {step_ms:.2f} ms "
+          + (f"({timings['--compile']:.2f} ms with --compile, compiling not counted)" if args.with_compile else "")
+          + f"; its matrix multiplies, timed alone, {matmul_ms:.2f} ms ({step_flops / matmul_ms / 1e6:,.0f} GFLOP/s, "
+          f"{100 * step_flops / matmul_ms / 1e6 / peak:.0f} % of the peak), i.e. {100 * matmul_ms / step_ms:.0f} % of the step; "
+          f"the rest is activations, loss, Adam and autograd bookkeeping; the step as a whole runs at "
+          f"{step_flops / step_ms / 1e6:,.0f} GFLOP/s")
+    if args.skip_full_run:
+        return
+    print()
     print("| the README's default run (20 epochs x 2 models) | wall s, start-up included | training s | "
           "training images/s | GFLOP/s | of the matmul peak |")
     print("|---|---|---|---|---|---|")
