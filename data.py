@@ -47,6 +47,8 @@ class DatasetInfo:
     system_dir: str = None  # where a system package installs the .gz files, looked at first
     how_to_get: str = ""
     noun: str = "digit"  # what a class is, for figure legends
+    binarized: bool = False  # pixels sampled to 0 or 1 (see load_dataset)
+    judge: str = None  # whose classifier judges generated images (evaluate.py); default: this dataset's own
 
 
 DATASETS = {
@@ -58,10 +60,16 @@ DATASETS = {
         system_dir="/usr/share/datasets/fashion-mnist",
         how_to_get="install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or copy the four "
                    "*-ubyte.gz files of Fashion-MNIST into {raw_dir}", noun="class"),
+    # The same files with each grey level taken as the probability of a black-or-white pixel, the form in
+    # which papers report likelihoods on MNIST (Salakhutdinov & Murray 2008; Burda et al. 2016, IWAE).
+    "binarized-mnist": DatasetInfo("MNIST", MNIST_SHA256, [str(d) for d in range(10)],
+                                   how_to_get="restore the bundled files with `git checkout -- data/MNIST/raw`",
+                                   binarized=True, judge="mnist"),
 }
 
 VALIDATION_SIZE = 5000  # taken from the 60 000 training images; the 10 000 test images stay held out
 SPLIT_SEED = 0  # fixed, so every run (and every later script) sees the same validation images
+BINARIZE_SEED = 0  # fixed, so every model of binarized-mnist is scored on the same 0/1 test images
 
 
 class DataError(Exception):
@@ -72,6 +80,9 @@ class DataError(Exception):
 class Split:
     images: torch.Tensor  # N x 1 x 28 x 28, float32 in [0, 1]
     labels: torch.Tensor  # N, int64
+    # dynamic binarisation: every batch is a fresh 0/1 sample with `images` as the pixel probabilities
+    # (drawn from torch's global generator, so a resumed run draws the same samples)
+    binarize_batches: bool = False
 
     def __len__(self):
         return len(self.labels)
@@ -79,16 +90,20 @@ class Split:
     def batches(self, batch_size, shuffle=False, generator=None):
         """Yield (images, labels) batches; the last batch may be smaller."""
         n = len(self)
-        if shuffle:
-            # the permutation is drawn on the CPU (cheap: one int64 vector per epoch) so that
-            # the same seed gives the same batches on every device
-            order = torch.randperm(n, generator=generator).to(self.images.device)
-            for start in range(0, n, batch_size):
-                idx = order[start:start + batch_size]
-                yield self.images[idx], self.labels[idx]
-        else:
-            for start in range(0, n, batch_size):
-                yield self.images[start:start + batch_size], self.labels[start:start + batch_size]
+        # the permutation is drawn on the CPU (cheap: one int64 vector per epoch) so that
+        # the same seed gives the same batches on every device
+        order = torch.randperm(n, generator=generator).to(self.images.device) if shuffle else None
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size] if shuffle else slice(start, start + batch_size)
+            images = self.images[idx]
+            yield (torch.bernoulli(images) if self.binarize_batches else images), self.labels[idx]
+
+    def sample_images(self, seed=BINARIZE_SEED):
+        """All images as a model trained on this split sees them: one fixed 0/1 sample if its batches
+        are binarised, else the images themselves."""
+        if not self.binarize_batches:
+            return self.images
+        return torch.bernoulli(self.images.cpu(), generator=torch.Generator().manual_seed(seed)).to(self.images.device)
 
 
 def _sha256(path):
@@ -177,6 +192,9 @@ def load_dataset(dataset="mnist", data_dir="data", device="cpu", max_train_image
     train: 55 000 images and val: 5 000 images, a fixed random split of the training file;
     test: the 10 000 test images. max_train_images keeps only the first n training images
     (for quick runs and tests); validation and test stay whole.
+    binarized-mnist: the training split keeps the grey levels and binarises each batch afresh (dynamic
+    binarisation); validation and test are binarised once, with a fixed seed, so that every model is
+    scored on the same 0/1 images.
     """
     import torchvision  # imported here: only loading data needs it
     prepare_dataset(data_dir, dataset)
@@ -195,8 +213,14 @@ def load_dataset(dataset="mnist", data_dir="data", device="cpu", max_train_image
     val_idx, train_idx = order[:VALIDATION_SIZE], order[VALIDATION_SIZE:]
     if max_train_images is not None:
         train_idx = train_idx[:max_train_images]
-    return {
+    splits = {
         "train": as_split(train_file.data[train_idx], train_file.targets[train_idx]),
         "val": as_split(train_file.data[val_idx], train_file.targets[val_idx]),
         "test": as_split(test_file.data, test_file.targets),
     }
+    if DATASETS[dataset].binarized:
+        splits["train"].binarize_batches = True
+        for name, seed in (("val", BINARIZE_SEED), ("test", BINARIZE_SEED + 1)):
+            grey = Split(splits[name].images, splits[name].labels, binarize_batches=True)
+            splits[name] = Split(grey.sample_images(seed), grey.labels)
+    return splits

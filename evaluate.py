@@ -61,7 +61,7 @@ def evaluate_model(model, splits, classifier, args):
         n = args.iwae_images
         result[f"iwae_nll_k{args.iwae_k}"] = metrics.iwae_nll_of_split(model, test.images[:n], k=args.iwae_k, seed=args.seed)
         result["iwae_images"] = min(n, len(test))
-    train_codes = encode_in_batches(model, splits["train"].images)
+    train_codes = encode_in_batches(model, splits["train"].sample_images())
     test_codes = encode_in_batches(model, test.images)
     result["knn5_accuracy"] = metrics.knn_accuracy(train_codes, splits["train"].labels, test_codes, test.labels, k=5)
     result |= metrics.prior_match(test_codes, seed=args.seed)
@@ -127,8 +127,8 @@ def parse_args(argv=None):
     p.add_argument("-o", "--output_dir", default="readme", help="where metrics.json and metrics.md go (default: %(default)s)")
     p.add_argument("--dataset", choices=sorted(data.DATASETS), default="mnist",
                    help="evaluate the checkpoints of --checkpoint_dir trained on this dataset (stored in each file); "
-                        "results go to metrics.json/.md for mnist, metrics_<dataset>.json/.md otherwise "
-                        "(default: %(default)s)")
+                        "results go to metrics.json/.md for mnist, metrics_<dataset>.json/.md otherwise; "
+                        "binarized-mnist is judged by the mnist classifier (default: %(default)s)")
     p.add_argument("--classifier", default=None,
                    help=f"the judge's checkpoint (default: {CLASSIFIER_PATH.replace('{dataset}', '<dataset>')})")
     p.add_argument("--train_classifier", action="store_true",
@@ -158,13 +158,15 @@ def main(argv=None):
             raise cli.UserError(f"the checkpoints given were trained on {' and '.join(sorted(datasets))}; "
                                 f"evaluate one dataset at a time")
         dataset = datasets.pop()
-        args.classifier = args.classifier or CLASSIFIER_PATH.format(dataset=dataset)
+        judge_dataset = data.DATASETS[dataset].judge or dataset  # binarized-mnist: the MNIST judge
+        args.classifier = args.classifier or CLASSIFIER_PATH.format(dataset=judge_dataset)
         cli.writable_dir(args.output_dir)
         splits = data.load_dataset(dataset, args.data_dir)
         if args.train_classifier:
             cli.writable_dir(os.path.dirname(args.classifier) or ".")
-            classifier = train_classifier(splits)
-            accuracy = classifier_accuracy(classifier, splits["test"])
+            judge_splits = splits if judge_dataset == dataset else data.load_dataset(judge_dataset, args.data_dir)
+            classifier = train_classifier(judge_splits)
+            accuracy = classifier_accuracy(classifier, judge_splits["test"])
             models.save_checkpoint(args.classifier, classifier, test_accuracy=accuracy)
             print(f"classifier test accuracy {100 * accuracy:.2f}% -> {args.classifier}")
         classifier = models.load_checkpoint(args.classifier)

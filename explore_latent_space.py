@@ -202,7 +202,8 @@ def parse_args(argv=None):
     p.add_argument("--dataset", choices=sorted(data.DATASETS), default="mnist",
                    help="which checkpoints of --checkpoint_dir to draw: those trained on this dataset (stored in each "
                         "file); checkpoints named on the command line are drawn whatever their dataset. Figures of "
-                        "fashion-mnist models are named <figure>_fashion-mnist_auto.png etc. (default: %(default)s)")
+                        "models of other datasets than mnist are named <figure>_<dataset>_auto.png etc. "
+                        "(default: %(default)s)")
     p.add_argument("--seed", type=cli.non_negative_int, default=0,
                    help="seed of the N(0, I) samples; the same seed gives the same pixels (default: %(default)s)")
     p.add_argument("--grid_range", type=cli.positive_float, default=1.5,

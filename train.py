@@ -62,9 +62,11 @@ def parse_args(argv=None):
                    help="seed of weights, batch order and sampling (default: %(default)s)")
     g = p.add_argument_group("files and hardware")
     g.add_argument("--dataset", choices=sorted(data.DATASETS), default="mnist",
-                   help="mnist (bundled) or fashion-mnist (from Debian's dataset-fashion-mnist, else --data_dir, "
-                        "else downloaded); checkpoints of other datasets than mnist are named <dataset>_<model>.pt "
-                        "(default: %(default)s)")
+                   help="mnist (bundled); binarized-mnist (the same images with every pixel sampled to 0 or 1 "
+                        "with its grey level as probability: afresh for each training batch, once with a fixed seed "
+                        "for validation and test -- the form papers report likelihoods in); or fashion-mnist (from "
+                        "Debian's dataset-fashion-mnist, else --data_dir, else downloaded). Checkpoints of other "
+                        "datasets than mnist are named <dataset>_<model>.pt (default: %(default)s)")
     g.add_argument("--data_dir", default="data", help="folder holding <dataset>/raw/ (default: %(default)s)")
     g.add_argument("--checkpoint_dir", default="checkpoints", help="where checkpoints go (default: %(default)s)")
     g.add_argument("--logdir", default="logs", help="where TensorBoard runs go (default: %(default)s)")

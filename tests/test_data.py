@@ -37,6 +37,28 @@ def test_shuffled_batches_visit_every_image_once_per_epoch():
     assert seen.tolist() != list(range(10))
 
 
+def test_binarized_mnist_samples_training_batches_afresh_and_scores_on_fixed_binary_images(mnist):
+    binarized = data.load_dataset("binarized-mnist", os.path.join(ROOT, "data"), max_train_images=2000)
+    again = data.load_dataset("binarized-mnist", os.path.join(ROOT, "data"), max_train_images=100)
+    for name in ("val", "test"):
+        images = binarized[name].images
+        assert set(images.unique().tolist()) == {0.0, 1.0}
+        assert torch.equal(images, again[name].images)  # the same 0/1 images every time
+        assert torch.equal(binarized[name].labels, mnist[name].labels)
+        # each grey level is the probability of a white pixel: the means agree to sampling noise
+        assert images.mean().item() == pytest.approx(mnist[name].images.mean().item(), abs=0.002)
+    assert not torch.equal(binarized["val"].images[:100], binarized["test"].images[:100])
+    # training batches: 0/1, drawn afresh on every pass over the same grey images
+    first, second = (next(binarized["train"].batches(2000))[0] for _ in range(2))
+    assert set(first.unique().tolist()) == {0.0, 1.0}
+    assert not torch.equal(first, second)
+    assert torch.equal(binarized["train"].images, mnist["train"].images[:2000])
+    assert (first - mnist["train"].images[:2000]).mean().abs() < 0.002
+    # where a fixed binary version of the training images is needed (evaluate.py's kNN), it is fixed
+    assert torch.equal(binarized["train"].sample_images(), binarized["train"].sample_images())
+    assert torch.equal(mnist["train"].sample_images(), mnist["train"].images)
+
+
 def test_unpacked_files_are_verified_and_reused(mnist_copy):
     data.prepare_mnist(str(mnist_copy))
     raw = mnist_copy / "MNIST" / "raw"

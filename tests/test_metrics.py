@@ -110,6 +110,31 @@ def test_evaluate_writes_json_and_markdown_for_every_checkpoint(tmp_path):
     assert "| IWAE estimate" in (tmp_path / "out" / "metrics.md").read_text()
 
 
+def test_binarized_mnist_is_evaluated_on_its_binary_test_set_by_the_mnist_judge(tmp_path, monkeypatch):
+    import data
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    torch.manual_seed(0)
+    vae = models.VAE(hidden_dims=[16])
+    models.save_checkpoint(ck / "binarized-mnist_vae.pt", vae, dataset="binarized-mnist")
+    models.save_checkpoint(ck / "vae.pt", vae)  # an MNIST checkpoint beside it: not picked up
+    monkeypatch.chdir(ROOT)  # the default judge path is relative to the project
+    evaluate.main(["--checkpoint_dir", str(ck), "--dataset", "binarized-mnist", "-o", str(tmp_path / "out"),
+                   "--data_dir", DATA_DIR, "--iwae_k", "2", "--iwae_images", "20", "--num_samples", "100"])
+    report = json.loads((tmp_path / "out" / "metrics_binarized-mnist.json").read_text())
+    assert list(report["models"]) == ["binarized-mnist_vae"]
+    binary_test = data.load_dataset("binarized-mnist", DATA_DIR)["test"]
+    grey_test = data.load_dataset("mnist", DATA_DIR)["test"]
+    on_binary = metrics.evaluate(vae, binary_test)["loss_total"]
+    assert report["models"]["binarized-mnist_vae"]["test_loss_total"] == pytest.approx(on_binary, rel=1e-6)
+    # (the cross-entropy is linear in the target, so on average it cannot tell the two test sets apart;
+    # the all-black baseline, a fraction of thresholded pixels, can)
+    baseline = report["all_black_baseline"]["pixel_acc_0.5"]
+    assert baseline == pytest.approx(metrics.all_black_baseline(binary_test.images)["pixel_acc_0.5"], abs=1e-6)
+    assert abs(baseline - metrics.all_black_baseline(grey_test.images)["pixel_acc_0.5"]) > 1e-3
+    assert report["classifier_test_accuracy"] > 0.95  # the MNIST judge, scored on the binary test digits
+
+
 def test_evaluate_rejects_a_classifier_as_a_model_to_evaluate(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), os.path.join(ROOT, evaluate.CLASSIFIER_PATH.format(dataset="mnist")),
                              "-o", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)

@@ -158,3 +158,23 @@ def test_a_failing_compiler_is_one_error_line_and_writes_nothing(tmp_path, monke
     err = capsys.readouterr().err
     assert err.startswith("error: --compile") and "C++ compiler" in err and len(err.strip().splitlines()) == 1
     assert not list((tmp_path / "ck").glob("*.pt")) and not list((tmp_path / "logs").glob("*"))
+
+
+def test_binarized_mnist_trains_on_binary_batches_and_validates_on_the_fixed_binary_split(tmp_path, monkeypatch):
+    inputs_were_binary = []
+    real_loss = models.VAE.loss
+
+    def recording_loss(self, x):
+        inputs_were_binary.append(bool(((x == 0) | (x == 1)).all()))
+        return real_loss(self, x)
+
+    monkeypatch.setattr(models.VAE, "loss", recording_loss)
+    quick_train(tmp_path, "--train_vae", "--epochs", "1", "--dataset", "binarized-mnist")
+    assert len(inputs_were_binary) > 30 and all(inputs_were_binary)  # 30 training steps, then validation and test
+    monkeypatch.setattr(models.VAE, "loss", real_loss)
+    path = tmp_path / "ck" / "binarized-mnist_vae.pt"
+    vae = models.load_checkpoint(path)
+    assert vae.dataset == "binarized-mnist"
+    val = data.load_dataset("binarized-mnist", DATA_DIR)["val"]
+    saved = torch.load(path, weights_only=True)
+    assert saved["val_metrics"]["loss_total"] == pytest.approx(metrics.evaluate(vae, val)["loss_total"], rel=1e-5)
