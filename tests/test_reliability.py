@@ -148,12 +148,32 @@ def test_missing_key_and_truncated_file(tmp_path):
         models.load_checkpoint(tmp_path / "cut.pt")
 
 
-def test_checkpoints_carry_a_format_version_and_load_onto_the_cpu(tmp_path):
-    models.save_checkpoint(tmp_path / "m.pt", models.AutoEncoder(hidden_dims=[8]))
+def as_if_saved_on_a_gpu(path, gpu_path):
+    """Copy a checkpoint, rewriting each tensor's recorded device from cpu to cuda:0 -- the only
+    difference between this file and one torch.save wrote from a GPU -- so CPU-only CI can test it."""
+    import zipfile
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(gpu_path, "w", zipfile.ZIP_STORED) as dst:
+        for name in src.namelist():
+            content = src.read(name)
+            if name.endswith("/data.pkl"):
+                assert b"X\x03\x00\x00\x00cpu" in content
+                content = content.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            dst.writestr(name, content)
+
+
+def test_checkpoints_carry_a_format_version_and_a_gpu_saved_one_loads_onto_the_cpu(tmp_path):
+    torch.manual_seed(0)
+    model = models.VAE(hidden_dims=[8]).eval()
+    models.save_checkpoint(tmp_path / "m.pt", model)
     assert torch.load(tmp_path / "m.pt", weights_only=True)["format_version"] == models.CHECKPOINT_FORMAT_VERSION
-    # tensors saved from a GPU are mapped to the CPU by load_checkpoint's default map_location
-    loaded = models.load_checkpoint(tmp_path / "m.pt")
+    as_if_saved_on_a_gpu(tmp_path / "m.pt", tmp_path / "gpu.pt")
+    if not torch.cuda.is_available():  # the file really does point at a GPU: a plain load fails here
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(tmp_path / "gpu.pt", weights_only=True)
+    loaded = models.load_checkpoint(tmp_path / "gpu.pt")  # map_location="cpu" by default
     assert next(loaded.parameters()).device.type == "cpu"
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(loaded.encode(x), model.encode(x))
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint_valid(tmp_path, monkeypatch):
