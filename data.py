@@ -101,9 +101,13 @@ class Split:
     def sample_images(self, seed=BINARIZE_SEED):
         """All images as a model trained on this split sees them: one fixed 0/1 sample if its batches
         are binarised, else the images themselves."""
-        if not self.binarize_batches:
-            return self.images
-        return torch.bernoulli(self.images.cpu(), generator=torch.Generator().manual_seed(seed)).to(self.images.device)
+        return binarize(self.images, seed) if self.binarize_batches else self.images
+
+
+def binarize(images, seed):
+    """One fixed 0/1 sample of images, each grey level the probability of a 1; drawn on the CPU so that
+    the same seed gives the same pixels on every device."""
+    return torch.bernoulli(images.cpu(), generator=torch.Generator().manual_seed(seed)).to(images.device)
 
 
 def _sha256(path):
@@ -221,6 +225,5 @@ def load_dataset(dataset="mnist", data_dir="data", device="cpu", max_train_image
     if DATASETS[dataset].binarized:
         splits["train"].binarize_batches = True
         for name, seed in (("val", BINARIZE_SEED), ("test", BINARIZE_SEED + 1)):
-            grey = Split(splits[name].images, splits[name].labels, binarize_batches=True)
-            splits[name] = Split(grey.sample_images(seed), grey.labels)
+            splits[name] = Split(binarize(splits[name].images, seed), splits[name].labels)
     return splits

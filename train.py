@@ -75,8 +75,8 @@ def parse_args(argv=None):
                    help="CPU threads for PyTorch (default: PyTorch's choice, one per physical core)")
     g.add_argument("--compile", action="store_true",
                    help="compile the loss and its gradient with torch.compile (needs a C++ compiler on the CPU). "
-                        "Off by default: on a 2-core CPU steps get ~8 %% faster, but compiling costs more than the "
-                        "20-epoch default run gains (it ended 20-30 s later); see README, Speed")
+                        "Off by default: on a 2-core CPU steps get ~7 %% faster, but compiling costs more than the "
+                        "20-epoch default run gains (it ended 10-30 s later); see README, Speed")
     g.add_argument("--resume", action="store_true",
                    help="continue each named model's unfinished run from its checkpoint (weights, optimizer, "
                         "schedule, epoch, random state) with the settings stored there; model and optimisation "

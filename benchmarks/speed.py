@@ -91,23 +91,27 @@ def our_epoch(data_dir, device, batch_size):
         return time.perf_counter() - start, len(splits["train"])
 
 
-def matmul_gflops(device, m, k, n, seconds=0.5):
-    """Best float32 rate of (m x k) @ (k x n) on device, in GFLOP/s, over about `seconds` of repeats."""
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def milliseconds(run, device, repeats=100, warmup=20):
+    """Mean time of one call of run(), after a warm-up (allocator, thread pool, kernels)."""
+    for _ in range(warmup):
+        run()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        run()
+    synchronize(device)
+    return (time.perf_counter() - start) / repeats * 1000
+
+
+def matmul_gflops(device, m, k, n):
+    """float32 rate of (m x k) @ (k x n) on device, in GFLOP/s."""
     a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
-    best = 0.0
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(10):
-            a @ b
-        synchronize(device)
-        best = max(best, 10 * 2 * m * k * n / (time.perf_counter() - start) / 1e9)
-    return best
-
-
-def linear_layers(model):
-    return [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    return 2 * m * k * n / milliseconds(lambda: a @ b, device, repeats=20, warmup=3) / 1e6
 
 
 def training_matmuls(model, batch_size):
@@ -115,7 +119,7 @@ def training_matmuls(model, batch_size):
     product and, backwards, the weight gradient and the input gradient -- except for the first
     layer, whose input (the images) needs no gradient, so autograd skips it."""
     shapes = []
-    for i, layer in enumerate(linear_layers(model)):
+    for i, layer in enumerate(m for m in model.modules() if isinstance(m, torch.nn.Linear)):
         d_in, d_out = layer.in_features, layer.out_features
         shapes += [(batch_size, d_in, d_out), (d_out, batch_size, d_in)]
         if i > 0:
@@ -125,11 +129,6 @@ def training_matmuls(model, batch_size):
 
 def training_flops_per_image(model):
     return sum(2 * m * k * n for m, k, n in training_matmuls(model, 1))
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def step_breakdown(device, batch_size, with_compile, steps=100):
@@ -154,20 +153,10 @@ def step_breakdown(device, batch_size, with_compile, steps=100):
         for a, b in operands:
             a @ b
 
-    work = {"eager": step_with(model.loss)}
-    if with_compile:
-        work["--compile"] = step_with(train.compile_loss(model, images))  # compiled here, before the timing
-    work["matrix multiplies alone"] = matmuls
-    timings = {}
-    for name, run in work.items():
-        for _ in range(20):  # warm-up: allocator, thread pool, kernels
-            run()
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            run()
-        synchronize(device)
-        timings[name] = (time.perf_counter() - start) / steps * 1000
+    timings = {"eager": milliseconds(step_with(model.loss), device, steps)}
+    if with_compile:  # compiled here, before the timing
+        timings["--compile"] = milliseconds(step_with(train.compile_loss(model, images)), device, steps)
+    timings["matrix multiplies alone"] = milliseconds(matmuls, device, steps)
     return timings
 
 
