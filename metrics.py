@@ -150,3 +150,123 @@ def judge_samples(classifier, images):
     histogram = torch.bincount(predicted, minlength=10).float() / len(predicted)
     entropy = -(histogram[histogram > 0] * histogram[histogram > 0].log2()).sum().item()
     return {"confident": (confidence >= CONFIDENT).float().mean().item(), "class_entropy_bits": entropy}
+
+
+# ---- Sample quality in the field's terms (the study, study.py) ----
+
+@torch.no_grad()
+def judge_features(classifier, images, batch_size=1000):
+    """The judge CNN's last hidden layer (after its ReLU) for each image: N x hidden_dim.
+
+    Heusel et al. (2017) compute the Fréchet distance in Inception-v3's pool features; for MNIST they
+    recommend a network trained on the data itself, and this digit classifier is ours.
+    """
+    penultimate = torch.nn.Sequential(classifier.features, *list(classifier.head)[:-1])
+    return torch.cat([penultimate(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+class _GivenFeatures(torch.nn.Identity):
+    """Hands features we computed ourselves to torchmetrics, so each image set is passed through the judge once."""
+
+    def __init__(self, num_features):
+        super().__init__()
+        self.num_features = num_features
+
+
+def frechet_distance(real_features, fake_features):
+    """Fréchet distance between Gaussians fitted to two feature sets (FID, Heusel et al. 2017):
+
+        ||mu_r - mu_f||^2 + Tr(S_r + S_f - 2 (S_r S_f)^(1/2))
+
+    computed by torchmetrics' FrechetInceptionDistance (in float64) with our features in place of Inception's.
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    fid = FrechetInceptionDistance(feature=_GivenFeatures(real_features.shape[1]))
+    fid.update(real_features.cpu().double(), real=True)
+    fid.update(fake_features.cpu().double(), real=False)
+    return max(0.0, fid.compute().item())  # the eigenvalue route can land a hair below zero for equal sets
+
+
+def _kth_neighbour_radius(features, k, batch_size=1000):
+    """Distance from each point to its k-th nearest other point of the same set."""
+    radii = []
+    for i in range(0, len(features), batch_size):
+        d = torch.cdist(features[i:i + batch_size], features)
+        radii.append(d.kthvalue(k + 1, dim=1).values)  # +1: the point itself is at distance 0
+    return torch.cat(radii)
+
+
+def _share_inside_balls(points, centres, radii, batch_size=1000):
+    """Fraction of points that fall inside at least one ball (centre, radius)."""
+    inside = 0
+    for i in range(0, len(points), batch_size):
+        d = torch.cdist(points[i:i + batch_size], centres)
+        inside += (d <= radii[None, :]).any(dim=1).sum().item()
+    return inside / len(points)
+
+
+def precision_recall(real_features, fake_features, k=3):
+    """Improved precision and recall (Kynkäänniemi et al. 2019).
+
+    Each set's manifold is the union of balls around its points reaching their k-th nearest neighbour.
+    precision: share of generated samples inside the real manifold (do the samples look like data?);
+    recall: share of real images inside the generated manifold (how much of the data do they cover?).
+    """
+    real, fake = real_features.cpu().float(), fake_features.cpu().float()
+    return {"precision": _share_inside_balls(fake, real, _kth_neighbour_radius(real, k)),
+            "recall": _share_inside_balls(real, fake, _kth_neighbour_radius(fake, k))}
+
+
+def fitted_gaussian_sampler(codes, seed=0):
+    """A function n -> n codes drawn (with a fixed seed) from the Gaussian with the mean and covariance of `codes`."""
+    codes = codes.cpu().double()
+    mean, cholesky = codes.mean(0), torch.linalg.cholesky(torch.cov(codes.T).reshape(codes.shape[1], codes.shape[1]))
+
+    def sample(n):
+        eps = torch.randn(n, len(mean), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        return (mean + eps @ cholesky.T).float()
+    return sample
+
+
+def fitted_mixture_sampler(codes, components=10, seed=0):
+    """A function n -> n codes drawn (with a fixed seed) from a Gaussian mixture fitted to `codes` by EM (scikit-learn).
+
+    Ghosh et al. (2020), "From Variational to Deterministic Autoencoders": an autoencoder becomes a
+    generative model once a density is fitted to its codes after training (ex-post density estimation).
+    """
+    from sklearn.mixture import GaussianMixture
+    mixture = GaussianMixture(components, covariance_type="full", random_state=seed).fit(codes.cpu().double().numpy())
+
+    def sample(n):
+        z, _ = mixture.sample(n)  # drawn from random_state=seed; grouped by component, hence the shuffle
+        return torch.from_numpy(z).float()[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
+    return sample
+
+
+# ---- Statistics over seeds ----
+
+def mean_ci95(values):
+    """Mean and 95 % confidence interval of the mean (Student t, n - 1 degrees of freedom).
+
+    With one value the interval is (nan, nan): a single run says nothing about the spread.
+    """
+    from scipy import stats
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, (math.nan, math.nan)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    return mean, (mean - half, mean + half)
+
+
+def verdict(ci95, direction):
+    """Read a claim off the 95 % interval of a difference: direction +1 if the claim says it is positive,
+    -1 if it says negative. "holds" (interval excludes 0 on the claim's side), "reversed" (on the other
+    side) or "not shown" (interval contains 0, or there is no interval)."""
+    low, high = ci95
+    if math.isnan(low) or math.isnan(high):
+        return "not shown"
+    if low > 0 or high < 0:
+        return "holds" if (low > 0) == (direction > 0) else "reversed"
+    return "not shown"

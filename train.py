@@ -309,19 +309,7 @@ def main(argv=None):
         started = time.perf_counter()
         for kind, beta in ([("autoencoder", None)] if args.train_autoencoder else []) + \
                           ([("vae", b) for b in args.beta] if args.train_vae else []):
-            name = run_name(kind, beta, args.dataset)
-            model_args = dict(hidden_dims=args.hidden_dims, latent_dim=args.latent_dim, activation=args.activation)
-            if kind == "vae":
-                model_args["beta"] = beta
-            run_args, resume_from = args, None
-            if args.resume:
-                resume_from = unfinished_checkpoint(os.path.join(args.checkpoint_dir, f"{name}.pt"), args)
-                model_args = resume_from["model_args"]
-                run_args = argparse.Namespace(**{**vars(args), **{k: v for k, v in resume_from["config"].items()
-                                                                  if k in RESUMED_SETTINGS}})
-            torch.manual_seed(run_args.seed)  # each model starts from the same seed, whatever trained before it
-            model = models.build_model(kind, **model_args).to(device)
-            train_model(name, model, splits, run_args, device, resume_from=resume_from)
+            train_one(kind, beta, splits, args, device)
         print(f"done in {time.perf_counter() - started:.1f}s")
     except (cli.UserError, data.DataError, models.CheckpointError) as e:
         cli.exit_with_error(str(e))
@@ -330,6 +318,27 @@ def main(argv=None):
                  f"continue with the same command and --resume") if last_saved else "no epoch was completed"
         print(f"\n{stop.args[0] if stop.args else 'interrupted'}: {where}", file=sys.stderr)
         sys.exit(143 if stop.args and stop.args[0] == "terminated" else 130)
+
+
+def train_one(kind, beta, splits, args, device):
+    """Train one model as the command line asks (with args.resume: continue its unfinished run).
+
+    Returns the checkpoint's path and the test metrics. study.py trains its runs through this too.
+    """
+    name = run_name(kind, beta, args.dataset)
+    model_args = dict(hidden_dims=args.hidden_dims, latent_dim=args.latent_dim, activation=args.activation)
+    if kind == "vae":
+        model_args["beta"] = beta
+    run_args, resume_from = args, None
+    if args.resume:
+        resume_from = unfinished_checkpoint(os.path.join(args.checkpoint_dir, f"{name}.pt"), args)
+        model_args = resume_from["model_args"]
+        run_args = argparse.Namespace(**{**vars(args), **{k: v for k, v in resume_from["config"].items()
+                                                          if k in RESUMED_SETTINGS}})
+    torch.manual_seed(run_args.seed)  # each model starts from the same seed, whatever trained before it
+    model = models.build_model(kind, **model_args).to(device)
+    test_metrics = train_model(name, model, splits, run_args, device, resume_from=resume_from)
+    return os.path.join(args.checkpoint_dir, f"{name}.pt"), test_metrics
 
 
 # what --resume takes from the checkpoint rather than from the command line

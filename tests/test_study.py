@@ -1,0 +1,152 @@
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+import metrics
+import study
+
+from conftest import DATA_DIR
+
+
+def gaussian_sample(n, mean, covariance, seed):
+    generator = torch.Generator().manual_seed(seed)
+    cholesky = torch.linalg.cholesky(torch.as_tensor(covariance, dtype=torch.float64))
+    return torch.as_tensor(mean, dtype=torch.float64) + torch.randn(n, len(mean), generator=generator, dtype=torch.float64) @ cholesky.T
+
+
+def frechet_by_hand(a, b):
+    """The textbook formula with scipy's matrix square root, on the sample means and covariances."""
+    a, b = a.numpy(), b.numpy()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2 * scipy.linalg.sqrtm(s_a @ s_b).real))
+
+
+def test_frechet_distance_of_a_sample_with_itself_is_zero_and_grows_with_a_shift():
+    x = gaussian_sample(2000, [0.0] * 4, np.eye(4), seed=0)
+    assert metrics.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
+    distances = [metrics.frechet_distance(x, x + shift) for shift in (0.5, 1.0, 2.0)]
+    # a shift of every coordinate by s moves only the mean term: 4 s^2
+    assert distances == pytest.approx([4 * 0.25, 4 * 1.0, 4 * 4.0], rel=1e-6)
+
+
+def test_frechet_distance_matches_the_formula_on_gaussians_with_known_covariances():
+    cov_a = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.3], [0.0, 0.3, 0.5]])
+    cov_b = np.diag([1.0, 3.0, 0.2])
+    a = gaussian_sample(20000, [0.0, 1.0, 0.0], cov_a, seed=1)
+    b = gaussian_sample(20000, [1.0, 0.0, 0.5], cov_b, seed=2)
+    assert metrics.frechet_distance(a, b) == pytest.approx(frechet_by_hand(a, b), rel=1e-6)
+    # and it estimates the distance between the true distributions
+    true_value = 1 + 1 + 0.25 + np.trace(cov_a + cov_b - 2 * scipy.linalg.sqrtm(cov_a @ cov_b).real)
+    assert metrics.frechet_distance(a, b) == pytest.approx(true_value, abs=0.05)
+
+
+def test_precision_and_recall_are_one_for_identical_sets_and_zero_for_disjoint_clusters():
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(500, 8, generator=generator)
+    assert metrics.precision_recall(real, real.clone()) == {"precision": 1.0, "recall": 1.0}
+    far = torch.randn(500, 8, generator=generator) + 100.0
+    assert metrics.precision_recall(real, far) == {"precision": 0.0, "recall": 0.0}
+
+
+def test_precision_and_recall_tell_mode_dropping_from_bad_samples():
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [20.0, 0.0]])
+    real = centres[torch.arange(1000) % 2] + torch.randn(1000, 2, generator=generator)
+    one_mode = centres[0] + torch.randn(1000, 2, generator=generator)  # good samples, half the data missed
+    result = metrics.precision_recall(real, one_mode)
+    assert result["precision"] > 0.9 and 0.4 < result["recall"] < 0.6
+
+
+def test_fitted_samplers_reproduce_the_codes_distribution():
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.randn(5000, 2, generator=generator) @ torch.tensor([[3.0, 0.0], [1.0, 0.5]]) + torch.tensor([5.0, -2.0])
+    drawn = metrics.fitted_gaussian_sampler(codes, seed=0)(20000)
+    assert torch.allclose(drawn.mean(0), codes.mean(0), atol=0.1)
+    assert torch.allclose(torch.cov(drawn.T), torch.cov(codes.T), rtol=0.05, atol=0.05)
+    clusters = torch.tensor([[-10.0, 0.0], [10.0, 0.0], [0.0, 10.0]])[torch.arange(3000) % 3] + 0.1 * torch.randn(3000, 2, generator=generator)
+    mixture = metrics.fitted_mixture_sampler(clusters, components=3, seed=0)
+    sample = mixture(3000)
+    nearest = torch.cdist(sample, torch.tensor([[-10.0, 0.0], [10.0, 0.0], [0.0, 10.0]])).min(1).values
+    assert (nearest < 1.0).float().mean() > 0.99  # a mixture lands on the clusters, not between them
+    assert torch.equal(sample, mixture(3000))  # a fixed seed: the same draws every time
+
+
+def test_confidence_interval_and_verdicts_on_hand_made_numbers():
+    mean, (low, high) = metrics.mean_ci95([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2 degrees of freedom) * sd 1 / sqrt(3)
+    assert mean == 2.0 and low == pytest.approx(2 - half) and high == pytest.approx(2 + half)
+    assert math.isnan(metrics.mean_ci95([5.0])[1][0])
+    assert metrics.verdict((0.1, 0.5), +1) == "holds"
+    assert metrics.verdict((0.1, 0.5), -1) == "reversed"
+    assert metrics.verdict((-0.5, -0.1), -1) == "holds"
+    assert metrics.verdict((-0.1, 0.5), +1) == "not shown"
+    assert metrics.verdict((math.nan, math.nan), +1) == "not shown"
+
+
+def test_paired_comparison_reads_the_claims_direction():
+    def run(model, seed, mmd):
+        return {"dataset": "mnist", "model": model, "seed": seed, "metrics": {"mmd2_to_prior": mmd}, "samplers": {}}
+    runs = [run("autoencoder", s, 0.3 + 0.01 * s) for s in range(3)] + [run("vae", s, 0.01 + 0.001 * s) for s in range(3)]
+    (comparison,) = study.compare(runs)
+    assert comparison["claim"] == "the VAE's codes are closer to N(0, I)"
+    assert comparison["mean_difference"] == pytest.approx(-0.3 + 0.01 - 0.01 * 1 + 0.001 * 1, abs=1e-3)
+    assert comparison["verdict"] == "holds" and comparison["n"] == 3
+
+
+def test_quick_study_runs_end_to_end_then_reuses_every_run(tmp_path, capsys):
+    checkpoints, out = tmp_path / "checkpoints", tmp_path / "out"
+    argv = ["--quick", "--datasets", "mnist", "--checkpoint_dir", str(checkpoints), "-o", str(out), "--data_dir", DATA_DIR]
+    study.main(argv)
+    result = json.loads((out / "study.json").read_text())
+    assert {(r["model"], r["seed"]) for r in result["runs"]} == {("autoencoder", 0), ("autoencoder", 1), ("vae", 0), ("vae", 1)}
+    for r in result["runs"]:
+        assert r["dataset"] == "mnist" and os.path.exists(r["checkpoint"])
+        assert set(r["samplers"]) == {"prior", "gaussian", "gmm"}
+        for measures in r["samplers"].values():
+            assert {"fid", "precision", "recall", "confident", "class_entropy_bits"} <= set(measures)
+            assert measures["fid"] > 0 and 0 <= measures["precision"] <= 1 and 0 <= measures["recall"] <= 1
+        assert "test_loss_total" in r["metrics"] and "mmd2_to_prior" in r["metrics"]
+    assert "iwae_nll_k10" in next(r for r in result["runs"] if r["model"] == "vae")["metrics"]
+    # seed 0 in the checkpoint folder itself, other seeds in study/<dataset>-seed<S>/
+    assert (checkpoints / "autoencoder.pt").exists() and (checkpoints / "study" / "mnist-seed1" / "vae.pt").exists()
+    entry = next(s for s in result["summary"] if s["model"] == "vae" and s["sampler"] == "prior" and s["metric"] == "fid")
+    assert entry["n"] == 2 and entry["ci95"][0] <= entry["mean"] <= entry["ci95"][1]
+    assert {c["claim"] for c in result["comparisons"]} == {c[0] for c in study.CLAIMS}
+    assert all(c["verdict"] in ("holds", "reversed", "not shown") for c in result["comparisons"])
+    assert result["floors"]["mnist"]["fid"] >= 0
+    assert (out / "study.md").read_text().count("| MNIST |") == len(study.CLAIMS) + 7
+    assert (out / "study_samplers.png").stat().st_size > 10000
+
+    # a second call trains and evaluates nothing again: every checkpoint and result is reused
+    mtimes = {p: p.stat().st_mtime_ns for p in checkpoints.rglob("*.pt")}
+    study.main(argv)
+    again = json.loads((out / "study.json").read_text())
+    assert {p: p.stat().st_mtime_ns for p in checkpoints.rglob("*.pt")} == mtimes
+    assert all(r["train_seconds_this_invocation"] == 0 for r in again["runs"])
+    assert [r["samplers"] for r in again["runs"]] == [r["samplers"] for r in result["runs"]]
+
+
+def test_a_run_of_another_configuration_is_not_reused(tmp_path):
+    import train
+    args = study.parse_args(["--quick", "--checkpoint_dir", str(tmp_path / "c"), "-o", str(tmp_path / "o")])
+    folder, path = study.run_checkpoint("mnist", "vae", 0, args)
+    train_args = train.parse_args(["--train_vae"] + study.recipe_argv("mnist", 0, folder, args))
+    assert study.checkpoint_state(path, train_args) == "missing"
+    train.main(["--train_vae", "--beta", "1", "--epochs", "1", "--max_train_images", "500", "--checkpoint_dir", folder,
+                "--logdir", str(tmp_path / "logs"), "--data_dir", DATA_DIR])
+    assert study.checkpoint_state(path, train_args) == "missing"  # 500 training images, not 1000
+    train_args.max_train_images = 500
+    assert study.checkpoint_state(path, train_args) == "finished"
+
+
+def test_quick_mode_refuses_the_real_folders(capsys):
+    with pytest.raises(SystemExit) as stop:
+        study.parse_args(["--quick"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.startswith("error: --quick needs its own --checkpoint_dir")
