@@ -64,6 +64,45 @@ def writable_dir(path):
     return path
 
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def add_device_arguments(parser):
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="where to compute: cuda (NVIDIA GPU), mps (Apple silicon GPU), cpu, or auto: CUDA if "
+                             "present, else MPS if present, else the CPU (default: %(default)s)")
+    parser.add_argument("--use_cuda", action="store_true", help="the same as --device cuda (the seed's spelling)")
+
+
+def mps_available():
+    import torch
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def resolve_device(args):
+    """The torch.device that --device / --use_cuda ask for; one asked for by name that is not here is a UserError."""
+    import torch
+    name = "cuda" if args.use_cuda else args.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{'--use_cuda' if args.use_cuda else '--device cuda'} was given but PyTorch sees no CUDA "
+                        f"device; use --device auto or cpu")
+    if name == "mps" and not mps_available():
+        raise UserError("--device mps was given but PyTorch sees no Apple MPS device; use --device auto or cpu")
+    return torch.device(name)
+
+
+_said = set()
+
+
+def say_once(message):
+    """Print a notice once per process (a fallback a device needs, say), however often it applies."""
+    if message not in _said:
+        _said.add(message)
+        print(message, file=sys.stderr)
+
+
 def add_checkpoint_arguments(parser):
     """The arguments of every script that reads trained models: which checkpoints, and the data."""
     parser.add_argument("checkpoints", nargs="*", help="checkpoint files (default: every *.pt in --checkpoint_dir)")
@@ -85,13 +124,28 @@ def checkpoint_paths(args):
 def write_atomically(path, content):
     """Write content (bytes or text) next to path and rename it over path.
 
-    A crash or a full disk mid-write leaves the previous file whole, and no temporary file behind.
+    A crash, a full disk or a read-only folder mid-write leaves the previous file whole and no temporary
+    file behind; the failure is a UserError naming the file.
     """
     tmp_path = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp_path, "wb" if isinstance(content, bytes) else "w") as f:
             f.write(content)
         os.replace(tmp_path, path)
+    except OSError as e:
+        raise UserError(f"{path}: cannot write it ({e.strerror or e}); any previous version is unchanged") from None
     finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+        remove_quietly(tmp_path)
+
+
+def remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:  # not there (the usual case), or the folder refuses: nothing more we can do
+        pass
+
+
+def os_error_message(error):
+    """An error of the operating system (full disk, read-only or missing folder) as `<file>: <why>`."""
+    why = error.strerror or str(error)
+    return f"{error.filename}: {why}" if error.filename else why

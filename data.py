@@ -4,8 +4,8 @@ MNIST's four IDX files ship gzip'd in data/MNIST/raw/ so that nothing is downloa
 Fashion-MNIST comes from Debian's package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist/),
 else from data/FashionMNIST/raw/, else from torchvision's download.
 Their .gz bytes are not the ones torchvision's download list expects, so we unpack them
-ourselves, check each unpacked file against its known SHA-256, and only then let
-torchvision.datasets.MNIST read the folder (it reads unpacked files without asking for .gz).
+ourselves, in memory, check each unpacked file against its known SHA-256 and parse the IDX
+format directly: nothing is written into data/, so a read-only checkout works.
 
 Each split is kept as one float tensor on the training device; a training step takes a
 batch by indexing it with a shuffled slice of indices. That removes the per-sample
@@ -15,7 +15,6 @@ training a model this small.
 import gzip
 import hashlib
 import os
-import shutil
 from dataclasses import dataclass
 
 import torch
@@ -110,62 +109,62 @@ def binarize(images, seed):
     return torch.bernoulli(images.cpu(), generator=torch.Generator().manual_seed(seed)).to(images.device)
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
+def _sha256_of(content):
+    return hashlib.sha256(content).hexdigest()
+
+
+def _read(path):
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return f.read()
 
 
-def _unpack_and_verify(raw_dir, name, expected_sha256, gz_dir=None):
-    """Make raw_dir/name an unpacked file with the expected SHA-256, from <gz_dir>/name.gz if needed."""
+def _verified_bytes(raw_dir, name, expected_sha256, gz_dir=None):
+    """The unpacked content of one IDX file, checked against its SHA-256: raw_dir/name if it is there and
+    intact, else <gz_dir or raw_dir>/name.gz unpacked in memory. Nothing is written, so a read-only
+    checkout (a container layer, a shared install) reads its bundled data as it is."""
     path = os.path.join(raw_dir, name)
     gz_path = os.path.join(gz_dir or raw_dir, name + ".gz")
-    if os.path.exists(path) and _sha256(path) == expected_sha256:
-        return
-    if not os.path.exists(gz_path):
-        if os.path.exists(path):
-            raise DataError(f"{path}: SHA-256 does not match the canonical MNIST file; "
+    if os.path.exists(path):
+        content = _read(path)
+        if _sha256_of(content) == expected_sha256:
+            return content
+        if not os.path.exists(gz_path):
+            raise DataError(f"{path}: SHA-256 does not match the canonical file; "
                             f"delete it and restore {name}.gz (git checkout -- {gz_path})")
+    if not os.path.exists(gz_path):
         raise DataError(f"{gz_path}: missing; restore it with `git checkout -- {gz_path}` "
-                        f"or delete the folder {raw_dir} to download MNIST through torchvision")
-    tmp_path = path + ".tmp"
+                        f"or delete the folder {raw_dir} to download the dataset through torchvision")
     try:
-        with gzip.open(gz_path, "rb") as src, open(tmp_path, "wb") as dst:
-            shutil.copyfileobj(src, dst)
+        content = gzip.decompress(_read(gz_path))
     except (OSError, EOFError) as e:  # gzip raises BadGzipFile (an OSError) or EOFError when truncated
-        _remove_quietly(tmp_path)
         raise DataError(f"{gz_path}: cannot be unpacked ({e}); the file is truncated or corrupted, "
                         f"restore it with `git checkout -- {gz_path}`") from None
-    if _sha256(tmp_path) != expected_sha256:
-        _remove_quietly(tmp_path)
+    if _sha256_of(content) != expected_sha256:
         raise DataError(f"{gz_path}: unpacks to a file whose SHA-256 does not match the canonical "
                         f"file; restore it with `git checkout -- {gz_path}` (or reinstall its package)")
-    os.replace(tmp_path, path)
+    return content
 
 
-def _remove_quietly(path):
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
+def _parse_idx(content):
+    """An IDX file (LeCun's format: magic with the number of dimensions in its last byte, big-endian sizes,
+    then unsigned bytes) as a uint8 tensor."""
+    ndim = content[3]
+    sizes = [int.from_bytes(content[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    return torch.frombuffer(bytearray(content[4 + 4 * ndim:]), dtype=torch.uint8).view(*sizes)
 
 
-def prepare_dataset(data_dir, dataset="mnist"):
-    """Ensure data_dir/<folder>/raw holds the dataset's four verified, unpacked IDX files.
+def read_dataset_files(data_dir, dataset="mnist"):
+    """{file name: verified unpacked bytes} of the dataset's four IDX files.
 
-    Where they come from, in order: a system package's folder (Fashion-MNIST: Debian's), the .gz or
-    unpacked files already in that raw folder (MNIST: bundled with the repository), and last
-    torchvision's download (the only path that needs the internet).
+    Where they come from, in order: a system package's folder (Fashion-MNIST: Debian's), the unpacked or .gz
+    files in data_dir/<folder>/raw (MNIST: bundled with the repository), and last torchvision's download
+    (the only path that needs the internet, and the only one that writes).
     """
     info = DATASETS[dataset]
     raw_dir = os.path.join(data_dir, info.folder, "raw")
     if info.system_dir and all(os.path.exists(os.path.join(info.system_dir, n + ".gz")) for n in info.sha256):
-        os.makedirs(raw_dir, exist_ok=True)
-        for name, expected in info.sha256.items():
-            _unpack_and_verify(raw_dir, name, expected, gz_dir=info.system_dir)
-        return
+        return {name: _verified_bytes(raw_dir, name, expected, gz_dir=info.system_dir)
+                for name, expected in info.sha256.items()}
     present = [n for n in info.sha256
                if os.path.exists(os.path.join(raw_dir, n)) or os.path.exists(os.path.join(raw_dir, n + ".gz"))]
     if not present:
@@ -178,8 +177,19 @@ def prepare_dataset(data_dir, dataset="mnist"):
                             + (f" nor in {info.system_dir}" if info.system_dir else "")
                             + f" and could not be downloaded ({str(e).splitlines()[0][:120]}); "
                             + info.how_to_get.format(raw_dir=raw_dir)) from None
-    for name, expected in info.sha256.items():
-        _unpack_and_verify(raw_dir, name, expected)
+    return {name: _verified_bytes(raw_dir, name, expected) for name, expected in info.sha256.items()}
+
+
+def prepare_dataset(data_dir, dataset="mnist"):
+    """Write verified unpacked copies of the four files into data_dir/<folder>/raw, for code that hands the
+    folder to torchvision.datasets (benchmarks/speed.py's tutorial-style loop). The scripts do not need this."""
+    import cli
+    raw_dir = os.path.join(data_dir, DATASETS[dataset].folder, "raw")
+    os.makedirs(raw_dir, exist_ok=True)
+    for name, content in read_dataset_files(data_dir, dataset).items():
+        path = os.path.join(raw_dir, name)
+        if not (os.path.exists(path) and _sha256_of(_read(path)) == DATASETS[dataset].sha256[name]):
+            cli.write_atomically(path, content)
 
 
 def prepare_mnist(data_dir):
@@ -200,27 +210,21 @@ def load_dataset(dataset="mnist", data_dir="data", device="cpu", max_train_image
     binarisation); validation and test are binarised once, with a fixed seed, so that every model is
     scored on the same 0/1 images.
     """
-    import torchvision  # imported here: only loading data needs it
-    prepare_dataset(data_dir, dataset)
-    folder = DATASETS[dataset].folder
-    try:
-        train_file = getattr(torchvision.datasets, folder)(data_dir, train=True, download=False)
-        test_file = getattr(torchvision.datasets, folder)(data_dir, train=False, download=False)
-    except (RuntimeError, ValueError, OSError) as e:
-        raise DataError(f"{os.path.join(data_dir, folder, 'raw')}: torchvision could not read {dataset} ({e})") from None
+    files = {name: _parse_idx(content) for name, content in read_dataset_files(data_dir, dataset).items()}
+    train_images, train_labels = files["train-images-idx3-ubyte"], files["train-labels-idx1-ubyte"]
 
     def as_split(images_uint8, labels):
         images = images_uint8.to(device=device).unsqueeze(1).float().div_(255)
         return Split(images, labels.to(device=device, dtype=torch.int64))
 
-    order = torch.randperm(len(train_file.targets), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
     val_idx, train_idx = order[:VALIDATION_SIZE], order[VALIDATION_SIZE:]
     if max_train_images is not None:
         train_idx = train_idx[:max_train_images]
     splits = {
-        "train": as_split(train_file.data[train_idx], train_file.targets[train_idx]),
-        "val": as_split(train_file.data[val_idx], train_file.targets[val_idx]),
-        "test": as_split(test_file.data, test_file.targets),
+        "train": as_split(train_images[train_idx], train_labels[train_idx]),
+        "val": as_split(train_images[val_idx], train_labels[val_idx]),
+        "test": as_split(files["t10k-images-idx3-ubyte"], files["t10k-labels-idx1-ubyte"]),
     }
     if DATASETS[dataset].binarized:
         splits["train"].binarize_batches = True

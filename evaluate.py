@@ -34,7 +34,7 @@ def classifier_accuracy(classifier, split):
 def train_classifier(splits, epochs=3, batch_size=128, lr=1e-3, seed=0):
     """Train the judge: the small CNN of models.py, Adam, a few epochs on the 55 000 training images."""
     torch.manual_seed(seed)
-    classifier = models.DigitClassifier()
+    classifier = models.DigitClassifier().to(splits["train"].images.device)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
     order = torch.Generator().manual_seed(seed)
     for epoch in range(1, epochs + 1):
@@ -53,8 +53,9 @@ def train_classifier(splits, epochs=3, batch_size=128, lr=1e-3, seed=0):
 @torch.no_grad()
 def evaluate_model(model, splits, classifier, args):
     """Every metric of one trained AE or VAE, as a flat dict."""
-    test = splits["test"]
-    generator = torch.Generator().manual_seed(args.seed)
+    test = splits[getattr(args, "split", "test")]
+    device = test.images.device
+    generator = torch.Generator().manual_seed(args.seed)  # on the CPU: the same samples on every device
     result = {f"test_{k}": v for k, v in metrics.evaluate(model, test).items() if k.startswith("loss_")}
     result |= metrics.reconstruction_metrics(metrics.reconstruct_in_batches(model, test.images), test.images)
     if model.kind == "vae":
@@ -66,15 +67,15 @@ def evaluate_model(model, splits, classifier, args):
     result["knn5_accuracy"] = metrics.knn_accuracy(train_codes, splits["train"].labels, test_codes, test.labels, k=5)
     result |= metrics.prior_match(test_codes, seed=args.seed)
 
-    prior_codes = torch.randn(args.num_samples, model.latent_dim, generator=generator)
+    prior_codes = torch.randn(args.num_samples, model.latent_dim, generator=generator).to(device)
     result |= {f"prior_samples_{k}": v for k, v in metrics.judge_samples(classifier, model.decode(prior_codes)).items()}
     if model.latent_dim == 2:
-        grid = latent_grid(args.grid_range, args.grid_size)
+        grid = latent_grid(args.grid_range, args.grid_size).to(device)
         result["grid_confident"] = metrics.judge_samples(classifier, model.decode(grid))["confident"]
     if model.kind == "autoencoder":
         # the fair way to sample an AutoEncoder: a Gaussian fitted to its training codes
         mean, covariance = train_codes.mean(0), torch.cov(train_codes.T).reshape(model.latent_dim, model.latent_dim)
-        fitted = mean + torch.randn(args.num_samples, model.latent_dim, generator=generator) @ torch.linalg.cholesky(covariance).T
+        fitted = mean + torch.randn(args.num_samples, model.latent_dim, generator=generator).to(device) @ torch.linalg.cholesky(covariance).T
         result |= {f"fitted_gaussian_samples_{k}": v
                    for k, v in metrics.judge_samples(classifier, model.decode(fitted)).items()}
     return result
@@ -133,6 +134,10 @@ def parse_args(argv=None):
                    help=f"the judge's checkpoint (default: {CLASSIFIER_PATH.replace('{dataset}', '<dataset>')})")
     p.add_argument("--train_classifier", action="store_true",
                    help="train the judge (3 epochs, about a minute on a CPU) and save it to --classifier first")
+    p.add_argument("--split", choices=["test", "val"], default="test",
+                   help="score on the 10 000 test images, or on the 5 000 validation images (held out from training; "
+                        "for choosing a recipe without looking at the test set): reports get a _val suffix "
+                        "(default: %(default)s)")
     p.add_argument("--iwae_k", type=cli.positive_int, default=1000,
                    help="importance samples per image for the VAE's IWAE bound (default: %(default)s)")
     p.add_argument("--iwae_images", type=cli.positive_int, default=10000,
@@ -142,6 +147,7 @@ def parse_args(argv=None):
     p.add_argument("--grid_range", type=cli.positive_float, default=1.5, help="latent grid on [-R, R]² (default: %(default)s)")
     p.add_argument("--grid_size", type=cli.positive_int, default=20, help="grid points per side (default: %(default)s)")
     p.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of every sample drawn (default: %(default)s)")
+    cli.add_device_arguments(p)
     return p.parse_args(argv)
 
 
@@ -149,7 +155,8 @@ def main(argv=None):
     args = parse_args(argv)
     started = time.perf_counter()
     try:
-        loaded = load_selected_checkpoints(args)
+        device = cli.resolve_device(args)
+        loaded = load_selected_checkpoints(args, device)
         for path, model in loaded.items():
             if model.kind not in ("autoencoder", "vae"):
                 raise cli.UserError(f"{path}: a {model.kind} checkpoint, not an AutoEncoder or VAE")
@@ -161,15 +168,15 @@ def main(argv=None):
         judge_dataset = data.DATASETS[dataset].judge or dataset  # binarized-mnist: the MNIST judge
         args.classifier = args.classifier or CLASSIFIER_PATH.format(dataset=judge_dataset)
         cli.writable_dir(args.output_dir)
-        splits = data.load_dataset(dataset, args.data_dir)
+        splits = data.load_dataset(dataset, args.data_dir, device)
         if args.train_classifier:
             cli.writable_dir(os.path.dirname(args.classifier) or ".")
-            judge_splits = splits if judge_dataset == dataset else data.load_dataset(judge_dataset, args.data_dir)
+            judge_splits = splits if judge_dataset == dataset else data.load_dataset(judge_dataset, args.data_dir, device)
             classifier = train_classifier(judge_splits)
             accuracy = classifier_accuracy(classifier, judge_splits["test"])
             models.save_checkpoint(args.classifier, classifier, test_accuracy=accuracy)
             print(f"classifier test accuracy {100 * accuracy:.2f}% -> {args.classifier}")
-        classifier = models.load_checkpoint(args.classifier)
+        classifier = models.load_checkpoint(args.classifier, map_location=device)
         if classifier.kind != "classifier":
             raise cli.UserError(f"{args.classifier}: a {classifier.kind} checkpoint, not the digit classifier")
         results = {}
@@ -181,18 +188,20 @@ def main(argv=None):
             print(f"{name}: evaluated in {time.perf_counter() - t:.1f}s", flush=True)
         baseline = metrics.all_black_baseline(splits["test"].images)
         command = "python evaluate.py" + "".join(" " + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-        report = {"command": command, "dataset": dataset,
+        report = {"command": command, "dataset": dataset, "split": args.split,
                   "classifier_test_accuracy": classifier_accuracy(classifier, splits["test"]),
                   "models": results, "all_black_baseline": baseline}
         table = markdown_table(results, baseline, args.iwae_k, dataset)
-        stem = "metrics" if dataset == "mnist" else f"metrics_{dataset}"
+        stem = ("metrics" if dataset == "mnist" else f"metrics_{dataset}") + ("_val" if args.split == "val" else "")
         cli.write_atomically(os.path.join(args.output_dir, f"{stem}.json"), json.dumps(report, indent=2) + "\n")
         cli.write_atomically(os.path.join(args.output_dir, f"{stem}.md"),
-                         f"Measured by `{command}` ({dataset} test set; classifier judging the samples: "
+                         f"Measured by `{command}` ({dataset} {args.split} set; classifier judging the samples: "
                          f"{100 * report['classifier_test_accuracy']:.2f}% test accuracy).\n\n{table}")
         print(table)
     except (cli.UserError, data.DataError, models.CheckpointError) as e:
         cli.exit_with_error(str(e))
+    except OSError as e:  # the machine's fault, not the user's: a full disk, a read-only or vanished folder
+        cli.exit_with_error(cli.os_error_message(e))
     print(f"metrics written to {args.output_dir}/{stem}.json and {stem}.md in {time.perf_counter() - started:.1f}s")
 
 

@@ -270,3 +270,9 @@ def verdict(ci95, direction):
     if low > 0 or high < 0:
         return "holds" if (low > 0) == (direction > 0) else "reversed"
     return "not shown"
+
+
+def active_dimensions(posterior_means, threshold=0.01):
+    """Latent dimensions the encoder uses (Burda et al. 2016, sec. 5.2): those whose posterior mean E_q[z_j]
+    varies over the data by more than `threshold` (Cov_x(E_q[z_j]) > 0.01); a collapsed unit's mean stays put."""
+    return int((posterior_means.double().var(0) > threshold).sum().item())

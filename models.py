@@ -100,10 +100,15 @@ class VAE(AutoEncoder):
     """
     kind = "vae"
 
-    def __init__(self, hidden_dims=(256, 256, 256), latent_dim=2, activation="gelu", beta=1.0):
+    def __init__(self, hidden_dims=(256, 256, 256), latent_dim=2, activation="gelu", beta=1.0, iwae_k=1):
         super().__init__(hidden_dims, latent_dim, activation)
+        if iwae_k > 1 and beta != 1:
+            raise ValueError("the importance-weighted objective (iwae_k > 1) is defined for beta = 1 only")
         self.model_args["beta"] = beta
         self.beta = beta
+        if iwae_k != 1:  # stored only when used, so checkpoints of the plain ELBO keep their old arguments
+            self.model_args["iwae_k"] = iwae_k
+        self.iwae_k = iwae_k
 
     def encoder_outputs(self):
         return 2 * self.latent_dim  # mean and log-variance
@@ -122,10 +127,29 @@ class VAE(AutoEncoder):
 
     def loss(self, x):
         mu, logvar = self.encode_dist(x)
+        if self.iwae_k > 1:
+            return self.importance_weighted_loss(x, mu, logvar, self.iwae_k)
         z = self.sample_posterior(mu, logvar)
         recon = bernoulli_cross_entropy(self.decode_logits(z), x).mean()
         kl = gaussian_kl(mu, logvar).mean()
         return {"total": recon + self.beta * kl, "recon": recon, "kl": kl}
+
+    def importance_weighted_loss(self, x, mu, logvar, k):
+        """Burda et al. (2016), "Importance Weighted Autoencoders", eq. 8, negated:
+
+            -log (1/k) sum_i w_i,   w_i = p(x | z_i) p(z_i) / q(z_i | x),   z_1..z_k ~ q(z | x)
+
+        a tighter bound on -log p(x) than the ELBO, never above the mean of the k one-sample ELBOs
+        (Jensen); k = 1 is the ELBO with a sampled KL. recon and kl report the one-sample terms' means.
+        """
+        std = torch.exp(0.5 * logvar)
+        z = mu + std * torch.randn(k, *mu.shape, device=mu.device, dtype=mu.dtype)  # k x B x latent
+        recon = bernoulli_cross_entropy(self.decode_logits(z), x)  # k x B: -log p(x | z_i)
+        # log q(z|x) - log p(z) for diagonal Gaussians; the 2*pi terms cancel
+        log_q_minus_log_p = 0.5 * ((z.pow(2) - ((z - mu) / std).pow(2)) - logvar).sum(-1)
+        log_w = -recon - log_q_minus_log_p
+        bound = torch.logsumexp(log_w, dim=0) - math.log(k)
+        return {"total": -bound.mean(), "recon": recon.mean(), "kl": log_q_minus_log_p.mean()}
 
 
 def gaussian_kl(mu, logvar):
@@ -150,8 +174,8 @@ class CheckpointError(Exception):
 def save_checkpoint(path, model, **extra):
     """Write model (kind, constructor arguments, weights) and `extra` entries to path, atomically.
 
-    The file is written next to its destination and renamed over it, so a crash or a full disk
-    mid-write leaves the previous checkpoint intact.
+    The file is written next to its destination and renamed over it, so a crash, a full disk or a
+    read-only folder mid-write leaves the previous checkpoint intact (and a CheckpointError says why).
     """
     checkpoint = {
         "format_version": CHECKPOINT_FORMAT_VERSION,
@@ -162,11 +186,17 @@ def save_checkpoint(path, model, **extra):
     }
     tmp_path = f"{path}.tmp{os.getpid()}"
     try:
-        torch.save(checkpoint, tmp_path)
+        with open(tmp_path, "wb") as f:
+            torch.save(checkpoint, f)
         os.replace(tmp_path, path)
+    except (OSError, RuntimeError) as e:  # torch's writer reports a failed write as a RuntimeError
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[-1][:200]
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({why}); any previous one is unchanged") from None
     finally:
-        if os.path.exists(tmp_path):
+        try:
             os.remove(tmp_path)
+        except OSError:
+            pass
 
 
 def read_checkpoint(path, map_location="cpu"):

@@ -1,6 +1,6 @@
 """Train a 2-D AutoEncoder and/or VAE(s) on MNIST (or Fashion-MNIST), with TensorBoard logs and checkpoints.
 
-    python train.py --train_autoencoder --train_vae --epochs=20 [--use_cuda]
+    python train.py --train_autoencoder --train_vae --epochs=20 [--device cuda|mps|cpu]
 
 Writes checkpoints/autoencoder.pt and checkpoints/vae.pt (one vae_beta<B>.pt per other --beta),
 and one TensorBoard run per model under logs/ (`tensorboard --logdir=logs`).
@@ -47,6 +47,10 @@ def parse_args(argv=None):
     g.add_argument("--beta", type=cli.non_negative_float, nargs="+", default=[1.0], metavar="B",
                    help="weight of the VAE's KL term; several values train one VAE each "
                         "(default: 1, the plain ELBO)")
+    g.add_argument("--iwae_k", type=cli.positive_int, default=1, metavar="K",
+                   help="train the VAE on the importance-weighted bound with K samples per image (Burda et al. "
+                        "2016); 1 is the plain ELBO. Costs about K times the decoder's work; beta must be 1 "
+                        "(default: %(default)s)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=cli.positive_int, default=20, help="passes over the 55 000 training "
                    "images (default: %(default)s)")
@@ -69,8 +73,11 @@ def parse_args(argv=None):
                         "datasets than mnist are named <dataset>_<model>.pt (default: %(default)s)")
     g.add_argument("--data_dir", default="data", help="folder holding <dataset>/raw/ (default: %(default)s)")
     g.add_argument("--checkpoint_dir", default="checkpoints", help="where checkpoints go (default: %(default)s)")
+    g.add_argument("--name", default=None,
+                   help="file stem of the checkpoint and TensorBoard run, for one model only (default: autoencoder, "
+                        "vae, vae_beta<B>, prefixed with <dataset>_ unless mnist)")
     g.add_argument("--logdir", default="logs", help="where TensorBoard runs go (default: %(default)s)")
-    g.add_argument("--use_cuda", action="store_true", help="train on the GPU (error if none is present)")
+    cli.add_device_arguments(g)
     g.add_argument("--threads", type=cli.positive_int, default=None,
                    help="CPU threads for PyTorch (default: PyTorch's choice, one per physical core)")
     g.add_argument("--compile", action="store_true",
@@ -86,6 +93,13 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if not (args.train_autoencoder or args.train_vae):
         p.error("nothing to train: give --train_autoencoder and/or --train_vae")
+    if args.iwae_k > 1 and (args.beta != [1.0] or not args.train_vae):
+        p.error("--iwae_k is the VAE's objective with beta 1: give --train_vae without other --beta values")
+    if args.name is not None:
+        if int(args.train_autoencoder) + (len(args.beta) if args.train_vae else 0) != 1:
+            p.error("--name names one model: train either the AutoEncoder or one VAE")
+        if not args.name or os.sep in args.name or args.name.startswith("."):
+            p.error(f"--name {args.name!r}: give a plain file stem such as vae_long (no folders)")
     return args
 
 
@@ -158,7 +172,20 @@ def random_state(batch_order, device):
     state = {"torch": torch.get_rng_state(), "batch_order": batch_order.get_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
+    elif device.type == "mps":
+        state["mps"] = torch.mps.get_rng_state()
     return state
+
+
+def make_optimizer(model, lr):
+    """Adam with its fused kernel (one kernel updates every weight: about 8 % faster per step on a 2-core CPU)
+    where the device has it, else the default implementation, said once."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except RuntimeError:  # fused=True is refused at construction on a device without the kernel
+        device = next(model.parameters()).device
+        cli.say_once(f"note: fused Adam is not available on {device.type} with this PyTorch; using the default Adam")
+        return torch.optim.Adam(model.parameters(), lr=lr)
 
 
 def compile_loss(model, example_images):
@@ -183,8 +210,7 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
     """Train one model for args.epochs, checkpointing every epoch; resume_from: an unfinished checkpoint."""
     train_split, val_split = splits["train"], splits["val"]
     model.init_output_bias(train_split.images.mean(0))
-    # fused: one kernel updates every weight (about 8 % faster per step on a 2-core CPU than the default)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=True)
+    optimizer = make_optimizer(model, args.lr)
     steps_per_epoch = math.ceil(len(train_split) / args.batch_size)
     total_steps = steps_per_epoch * args.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -201,6 +227,11 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
         batch_order.set_state(rng["batch_order"])
         if device.type == "cuda" and "cuda" in rng:
             torch.cuda.set_rng_state(rng["cuda"], device)
+        elif device.type == "mps" and "mps" in rng:
+            torch.mps.set_rng_state(rng["mps"])
+        elif device.type not in rng and device.type != "cpu":
+            cli.say_once(f"note: this run was saved on another device; its {device.type} random stream starts afresh, "
+                         f"so the result will not match an uninterrupted run bit for bit")
         first_epoch = resume_from["epoch"] + 1
         print(f"{name}: resuming from {checkpoint_path} after epoch {resume_from['epoch']}")
 
@@ -298,9 +329,7 @@ def main(argv=None):
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
-        if args.use_cuda and not torch.cuda.is_available():
-            raise cli.UserError("--use_cuda was given but PyTorch sees no CUDA device")
-        device = torch.device("cuda" if args.use_cuda else "cpu")
+        device = cli.resolve_device(args)
         if args.threads:
             torch.set_num_threads(args.threads)
         cli.writable_dir(args.checkpoint_dir)
@@ -313,6 +342,8 @@ def main(argv=None):
         print(f"done in {time.perf_counter() - started:.1f}s")
     except (cli.UserError, data.DataError, models.CheckpointError) as e:
         cli.exit_with_error(str(e))
+    except OSError as e:  # the machine's fault, not the user's: a full disk, a read-only or vanished folder
+        cli.exit_with_error(cli.os_error_message(e))
     except KeyboardInterrupt as stop:
         where = (f"the last completed epoch ({last_saved['epoch']}) is saved in {last_saved['path']}; "
                  f"continue with the same command and --resume") if last_saved else "no epoch was completed"
@@ -325,10 +356,12 @@ def train_one(kind, beta, splits, args, device):
 
     Returns the checkpoint's path and the test metrics. study.py trains its runs through this too.
     """
-    name = run_name(kind, beta, args.dataset)
+    name = args.name or run_name(kind, beta, args.dataset)
     model_args = dict(hidden_dims=args.hidden_dims, latent_dim=args.latent_dim, activation=args.activation)
     if kind == "vae":
         model_args["beta"] = beta
+        if args.iwae_k > 1:
+            model_args["iwae_k"] = args.iwae_k
     run_args, resume_from = args, None
     if args.resume:
         resume_from = unfinished_checkpoint(os.path.join(args.checkpoint_dir, f"{name}.pt"), args)

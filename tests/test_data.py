@@ -59,24 +59,41 @@ def test_binarized_mnist_samples_training_batches_afresh_and_scores_on_fixed_bin
     assert torch.equal(mnist["train"].sample_images(), mnist["train"].images)
 
 
-def test_unpacked_files_are_verified_and_reused(mnist_copy):
-    data.prepare_mnist(str(mnist_copy))
+def test_loading_writes_nothing_so_a_read_only_checkout_works(mnist_copy, mnist, monkeypatch):
+    import builtins
+    import errno
+    real_open = builtins.open
+
+    def read_only_open(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+"):
+            raise OSError(errno.EROFS, "Read-only file system", str(file))
+        return real_open(file, mode, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", read_only_open)
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system")))
+    splits = data.load_mnist(str(mnist_copy))
+    assert torch.equal(splits["test"].images, mnist["test"].images)
+    assert sorted(os.listdir(mnist_copy / "MNIST" / "raw")) == sorted(n + ".gz" for n in data.MNIST_SHA256)
+
+
+def test_unpacked_copies_are_used_when_intact_and_the_gz_when_damaged(mnist_copy, mnist):
+    data.prepare_mnist(str(mnist_copy))  # what the tutorial-style benchmark needs: unpacked files
     raw = mnist_copy / "MNIST" / "raw"
     for name in data.MNIST_SHA256:
-        assert (raw / name).exists()
-    # an unpacked file that was damaged afterwards is unpacked again from its .gz
-    with open(raw / "t10k-labels-idx1-ubyte", "r+b") as f:
+        assert data._sha256_of((raw / name).read_bytes()) == data.MNIST_SHA256[name]
+    with open(raw / "t10k-labels-idx1-ubyte", "r+b") as f:  # damaged after unpacking
         f.seek(100)
         f.write(b"\xff")
-    data.prepare_mnist(str(mnist_copy))
-    assert data._sha256(raw / "t10k-labels-idx1-ubyte") == data.MNIST_SHA256["t10k-labels-idx1-ubyte"]
+    assert torch.equal(data.load_mnist(str(mnist_copy))["test"].labels, mnist["test"].labels)
+    os.remove(raw / "t10k-labels-idx1-ubyte.gz")  # damaged, and nothing to restore it from
+    with pytest.raises(data.DataError, match="t10k-labels-idx1-ubyte: SHA-256 does not match"):
+        data.load_mnist(str(mnist_copy))
 
 
 def test_truncated_gz_is_reported_by_name(mnist_copy):
     gz = mnist_copy / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz"
     gz.write_bytes(gz.read_bytes()[:1000])
     with pytest.raises(data.DataError, match="train-labels-idx1-ubyte.gz"):
-        data.prepare_mnist(str(mnist_copy))
+        data.load_mnist(str(mnist_copy))
 
 
 def test_gz_with_wrong_content_is_reported_by_name(mnist_copy):
@@ -85,13 +102,13 @@ def test_gz_with_wrong_content_is_reported_by_name(mnist_copy):
     content[50] ^= 1
     gz.write_bytes(gzip.compress(bytes(content)))
     with pytest.raises(data.DataError, match="t10k-labels-idx1-ubyte.gz.*SHA-256"):
-        data.prepare_mnist(str(mnist_copy))
+        data.load_mnist(str(mnist_copy))
 
 
 def test_one_missing_file_is_reported_by_name(mnist_copy):
     os.remove(mnist_copy / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz")
     with pytest.raises(data.DataError, match="t10k-images-idx3-ubyte.gz: missing"):
-        data.prepare_mnist(str(mnist_copy))
+        data.load_mnist(str(mnist_copy))
 
 
 def test_train_reports_corrupted_data_as_one_error_line(mnist_copy, tmp_path):

@@ -87,3 +87,44 @@ def test_checkpoint_round_trips_to_identical_outputs(tmp_path, kind):
     assert torch.equal(loaded.encode(x), model.encode(x))
     assert torch.equal(loaded.decode(z), model.decode(z))
     assert not list(tmp_path.glob("*.tmp*")), "the temporary file of the atomic write was left behind"
+
+
+def test_importance_weighted_loss_with_one_sample_is_the_elbo_on_the_same_draw():
+    torch.manual_seed(0)
+    vae = models.VAE(hidden_dims=[32])
+    x = torch.rand(16, 1, 28, 28)
+    mu, logvar = vae.encode_dist(x)
+    torch.manual_seed(1)
+    iwae = vae.importance_weighted_loss(x, mu, logvar, k=1)
+    torch.manual_seed(1)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn(1, *mu.shape)
+    q, p = torch.distributions.Normal(mu, torch.exp(0.5 * logvar)), torch.distributions.Normal(0.0, 1.0)
+    sampled_kl = (q.log_prob(z[0]) - p.log_prob(z[0])).sum(1)
+    recon = models.bernoulli_cross_entropy(vae.decode_logits(z[0]), x)
+    assert iwae["total"].item() == pytest.approx((recon + sampled_kl).mean().item(), rel=1e-5)
+    # and in expectation the plain loss with its closed-form KL
+    plain = torch.stack([vae.loss(x)["total"] for _ in range(400)]).mean()
+    sampled = torch.stack([vae.importance_weighted_loss(x, mu, logvar, k=1)["total"] for _ in range(400)]).mean()
+    assert sampled.item() == pytest.approx(plain.item(), rel=2e-3)
+
+
+def test_importance_weighted_loss_is_never_above_the_mean_one_sample_elbo_of_its_draws():
+    torch.manual_seed(0)
+    vae = models.VAE(hidden_dims=[32])
+    x = torch.rand(16, 1, 28, 28)
+    mu, logvar = vae.encode_dist(x)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        iwae = vae.importance_weighted_loss(x, mu, logvar, k=10)
+        # the same 10 draws, each scored as a one-sample ELBO: recon + kl are their means
+        assert iwae["total"].item() <= (iwae["recon"] + iwae["kl"]).item() + 1e-4
+
+
+def test_importance_weighted_training_reaches_the_encoder_and_refuses_other_betas():
+    torch.manual_seed(0)
+    vae = models.VAE(hidden_dims=[32], iwae_k=5)
+    vae.loss(torch.rand(8, 1, 28, 28))["total"].backward()
+    assert vae.encoder[0].weight.grad.abs().sum() > 0
+    assert vae.model_args["iwae_k"] == 5 and "iwae_k" not in models.VAE().model_args
+    with pytest.raises(ValueError):
+        models.VAE(beta=2.0, iwae_k=5)

@@ -1,0 +1,46 @@
+from argparse import Namespace
+
+import pytest
+import torch
+
+import cli
+import evaluate
+import explore_latent_space as explore
+import train
+
+
+def test_auto_picks_cuda_then_mps_then_the_cpu():
+    expected = "cuda" if torch.cuda.is_available() else "mps" if cli.mps_available() else "cpu"
+    assert cli.resolve_device(Namespace(device="auto", use_cuda=False)) == torch.device(expected)
+    assert cli.resolve_device(Namespace(device="cpu", use_cuda=False)) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("main", [train.main, explore.main, evaluate.main])
+@pytest.mark.parametrize("flags", [["--device", "cuda"], ["--device", "mps"], ["--use_cuda"]])
+def test_a_device_that_is_not_here_is_one_error_line(main, flags, capsys, tmp_path):
+    name = "cuda" if "cuda" in " ".join(flags) else "mps"
+    if (name == "cuda" and torch.cuda.is_available()) or (name == "mps" and cli.mps_available()):
+        pytest.skip(f"this machine has {name}")
+    argv = flags + (["--train_vae", "--checkpoint_dir", str(tmp_path / "ck"), "--logdir", str(tmp_path / "logs")]
+                    if main is train.main else ["-o", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert f"no {'CUDA' if name == 'cuda' else 'Apple MPS'} device" in err
+    assert not (tmp_path / "ck").exists() and not (tmp_path / "out").exists()
+
+
+def test_without_fused_adam_training_falls_back_and_says_so_once(monkeypatch, capsys):
+    real_adam = torch.optim.Adam
+
+    def adam_without_fused(params, lr, fused=None):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+        return real_adam(params, lr=lr)
+    monkeypatch.setattr(torch.optim, "Adam", adam_without_fused)
+    monkeypatch.setattr(cli, "_said", set())
+    model = torch.nn.Linear(2, 2)
+    optimizers = [train.make_optimizer(model, 1e-3) for _ in range(3)]
+    assert all(isinstance(o, real_adam) and not o.defaults.get("fused") for o in optimizers)
+    assert capsys.readouterr().err.count("fused Adam is not available on cpu") == 1

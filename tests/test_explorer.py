@@ -1,0 +1,66 @@
+"""The latent explorer page in a real browser: Debian's chromium, headless (`.ci/run` installs it)."""
+import re
+import shutil
+import subprocess
+
+import matplotlib.image
+import numpy as np
+import pytest
+import torch
+
+import explore_latent_space as explore
+import models
+
+from conftest import DATA_DIR, ROOT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# the flags a sandboxed root process on a machine without a network needs (no background fetches)
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--hide-scrollbars",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--virtual-time-budget=5000"]
+POINTS = [(0.0, 0.0), (1.5, -0.5), (-20.0, 10.0), (3.0, 3.0)]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    out = tmp_path_factory.mktemp("explorer")
+    explore.main([f"{ROOT}/checkpoints/autoencoder.pt", f"{ROOT}/checkpoints/vae.pt", "-o", str(out), "--html",
+                  "--num_points", "500", "--data_dir", DATA_DIR])
+    return out / "explorer.html"
+
+
+def chromium(page, tmp_path, *args, z):
+    if CHROMIUM is None:
+        pytest.skip("no chromium on this machine (apt-get install chromium); the page is not tested in a browser")
+    result = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args,
+                             f"file://{page}#z={z[0]},{z[1]}"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_the_page_is_one_self_contained_file_that_cannot_fetch_anything(page):
+    html = page.read_text()
+    assert page.stat().st_size < 3_000_000
+    assert not re.findall(r"https?://|\bsrc=|url\(|@import", html)
+    # and should a future edit add a request, the browser refuses it: the page forbids every fetch itself
+    assert "Content-Security-Policy\" content=\"default-src 'none'" in html
+
+
+@pytest.mark.parametrize("z", POINTS)
+def test_the_page_decodes_the_point_in_its_address_as_pytorch_does(page, tmp_path, z):
+    dom = chromium(page, tmp_path, "--dump-dom", z=z)
+    for kind in ("autoencoder", "vae"):
+        match = re.search(rf'id="decoded-{kind}"[^>]*data-pixels="([^"]+)"', dom)
+        assert match, f"no data-pixels on #decoded-{kind}"
+        in_browser = torch.tensor([float(v) for v in match.group(1).split(",")])
+        with torch.no_grad():
+            in_pytorch = models.load_checkpoint(f"{ROOT}/checkpoints/{kind}.pt").decode(torch.tensor([z])).flatten()
+        assert len(in_browser) == 784
+        assert (in_browser - in_pytorch).abs().max().item() <= 2e-3
+
+
+def test_a_screenshot_of_the_page_shows_the_planes_and_digits(page, tmp_path):
+    chromium(page, tmp_path, "--window-size=1100,640", f"--screenshot={tmp_path / 'shot.png'}", z=(1.5, -0.5))
+    image = matplotlib.image.imread(tmp_path / "shot.png")[..., :3]
+    not_white = (image < 0.9).any(-1).mean()
+    colours = len(np.unique((image * 255).astype(np.uint8).reshape(-1, 3), axis=0))
+    assert not_white > 0.05 and colours > 100
