@@ -225,10 +225,12 @@ def evaluate_run(model, splits, judge, reference, args, seed=0):
 
 @torch.no_grad()
 def sample_measures(model, codes, judge, reference):
-    """Decode the codes; Fréchet distance and precision/recall against the reference features; judged shares."""
+    """Decode the codes; Fréchet distance and precision/recall against the reference (the test images' judge
+    features and their 3rd-neighbour radii); the judge's confident share and class entropy."""
     images = torch.cat([model.decode(z) for z in codes.split(2000)])
     features = metrics.judge_features(judge, images)
-    return {"fid": metrics.frechet_distance(reference, features), **metrics.precision_recall(reference, features, k=3),
+    return {"fid": metrics.frechet_distance(reference["features"], features),
+            **metrics.precision_recall(reference["features"], features, k=3, real_radii=reference["radii"]),
             **metrics.judge_samples(judge, images)}
 
 
@@ -533,11 +535,12 @@ def run_all(configs, args, evaluate_one, cache_suffix, bar_title):
     for dataset in dict.fromkeys(c[0] for c in configs):
         splits = data.load_dataset(dataset, args.data_dir, "cpu", 1000 if args.quick else None)
         judge = load_judge(dataset, args)
-        reference, floor_images = reference_sets(dataset, args)
-        reference_features = metrics.judge_features(judge, reference)
+        reference_images, floor_images = reference_sets(dataset, args)
+        reference_features = metrics.judge_features(judge, reference_images)
+        reference = {"features": reference_features, "radii": metrics.kth_neighbour_radius(reference_features, 3)}
         floor_features = metrics.judge_features(judge, floor_images)
         floors[dataset] = {"fid": metrics.frechet_distance(reference_features, floor_features),
-                           **metrics.precision_recall(reference_features, floor_features, k=3)}
+                           **metrics.precision_recall(reference_features, floor_features, 3, reference["radii"])}
         for _, kind, seed, beta in [c for c in configs if c[0] == dataset]:
             run_id = f"{dataset}-{train.run_name(kind, beta, 'mnist')}-seed{seed}"
             bar.set_postfix_str(f"{run_id}: training")
@@ -549,7 +552,7 @@ def run_all(configs, args, evaluate_one, cache_suffix, bar_title):
             cached = cached_evaluation(cache_path, sha256, settings)
             if cached is None:
                 t = time.perf_counter()
-                result = evaluate_one(models.load_checkpoint(path), splits, judge, reference_features, args)
+                result = evaluate_one(models.load_checkpoint(path), splits, judge, reference, args)
                 cached = {"checkpoint_sha256": sha256, "settings": settings, **result,
                           "evaluate_seconds": time.perf_counter() - t}
                 cli.write_atomically(cache_path, json.dumps(cached, indent=1) + "\n")

@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 
@@ -27,3 +28,12 @@ def test_notebook_executes_through_the_installed_jupyter(tmp_path):
     assert len(images) >= 11  # 2 models x 5 figures + the decoded points (+ the marked scatters)
     errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    # the sliders span each model's own codes: the AutoEncoder's reach far wider than the VAE's
+    printed = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
+    spans = {}
+    for name in ("AutoEncoder", "VAE"):
+        match = re.search(rf"{name}: codes span z1 in \[(\S+), (\S+)\], z2 in \[(\S+), (\S+)\]", printed)
+        assert match, f"no slider range printed for {name}"
+        low1, high1, low2, high2 = map(float, match.groups())
+        spans[name] = max(high1 - low1, high2 - low2)
+    assert spans["AutoEncoder"] > 2 * spans["VAE"] > 6

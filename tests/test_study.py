@@ -8,6 +8,7 @@ import scipy.linalg
 import torch
 
 import metrics
+import models
 import study
 
 from conftest import DATA_DIR
@@ -150,3 +151,42 @@ def test_quick_mode_refuses_the_real_folders(capsys):
         study.parse_args(["--quick"])
     assert stop.value.code == 2
     assert capsys.readouterr().err.startswith("error: --quick needs its own --checkpoint_dir")
+
+
+def test_active_dimensions_count_the_codes_that_vary_over_the_data():
+    generator = torch.Generator().manual_seed(0)
+    spreads = torch.tensor([1.0, 0.3, 0.05, 0.001])  # variances 1, 0.09, 0.0025, 1e-6
+    means = torch.randn(5000, 4, generator=generator) * spreads + torch.tensor([3.0, -1.0, 0.0, 7.0])
+    assert metrics.active_dimensions(means) == 2
+    assert metrics.active_dimensions(means, threshold=0.001) == 3
+
+
+def test_rate_falls_as_beta_rises(tmp_path):
+    import data
+    import train
+    train.main(["--train_vae", "--beta", "0.1", "1", "8", "--hidden_dims", "64", "--epochs", "2",
+                "--max_train_images", "3000", "--checkpoint_dir", str(tmp_path), "--logdir", str(tmp_path / "logs"),
+                "--data_dir", DATA_DIR])
+    val = data.load_mnist(DATA_DIR, max_train_images=10)["val"]
+    rates = [metrics.evaluate(models.load_checkpoint(tmp_path / f"{name}.pt"), val)["loss_kl"]
+             for name in ("vae_beta0.1", "vae", "vae_beta8")]
+    assert rates[0] > rates[1] > rates[2], rates
+
+
+def test_quick_beta_sweep_runs_end_to_end(tmp_path):
+    out = tmp_path / "out"
+    study.main(["--quick", "--beta_sweep", "--betas", "0", "4", "--checkpoint_dir", str(tmp_path / "ck"),
+                "-o", str(out), "--data_dir", DATA_DIR])
+    sweep = json.loads((out / "beta_sweep.json").read_text())
+    assert sorted((r["beta"] is None, r["beta"] or 0, r["seed"]) for r in sweep["runs"]) == \
+        [(False, 0.0, 0), (False, 0.0, 1), (False, 4.0, 0), (False, 4.0, 1), (True, 0, 0), (True, 0, 1)]
+    for r in sweep["runs"]:
+        assert {"beta", "seed", "rate_nats", "distortion_nats", "neg_elbo_nats", "active_dims", "fid"} <= set(r)
+        if r["beta"] is None:
+            assert r["rate_nats"] is None and r["neg_elbo_nats"] is None
+        else:
+            assert r["neg_elbo_nats"] == pytest.approx(r["rate_nats"] + r["distortion_nats"])
+            assert 0 <= r["active_dims"] <= 2
+    for name in ("beta_sweep.md", "beta_rate_distortion.png", "beta_latents.png", "beta_samples.png"):
+        assert (out / name).stat().st_size > 1000
+    assert "VAE, β = 4" in (out / "beta_sweep.md").read_text()
