@@ -1,10 +1,11 @@
 """The study: which claims about the AutoEncoder and the VAE hold across training seeds?
 
-    python study.py            # trains what is missing, evaluates every run -> readme/study.{json,md}, study_*.png
-    python study.py --quick    # 2 seeds, 1 epoch, small subsets: the whole pipeline in seconds (the tests use it)
+    python study.py               # trains what is missing, evaluates every run -> readme/study.{json,md}, study_*.png
+    python study.py --beta_sweep  # the beta continuum from AutoEncoder to VAE -> readme/beta_sweep.{json,md}, beta_*.png
+    python study.py --quick       # 2 seeds, 1 epoch, small subsets: the whole pipeline in seconds (the tests use it)
 
 Three steps, each re-runnable on its own results (as in google-research/disentanglement_lib):
-  1. train    every (dataset, model, seed) of RUNS with train.py's default recipe, unless its checkpoint
+  1. train    every (dataset, model, seed[, beta]) with train.py's default recipe, unless its checkpoint
               already holds a finished run of that configuration (an unfinished one is resumed);
   2. evaluate every run: evaluate.py's measures, plus the Fréchet distance and precision/recall of
               samples from three samplers, unless a cached evaluation of that very checkpoint exists;
@@ -76,14 +77,15 @@ def parse_args(argv=None):
     p = cli.ArgumentParser(
         prog="study.py",
         description="Train (what is missing), evaluate and aggregate the AE-vs-VAE study over seeds: writes "
-                    "<output_dir>/study.json (every run, means with 95%% intervals, a verdict per claim), study.md "
+                    "<output_dir>/study.json (every run, means with 95 %% intervals, a verdict per claim), study.md "
                     "and study_*.png, and refreshes the study table in README.md. Finished runs and their "
                     "evaluations are cached, so an interrupted study continues where it stopped.")
     p.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=None, metavar="S",
                    help="training seeds; seed 0 is the README's default run (default: 0 1 2 3 4; with --quick: 0 1)")
     p.add_argument("--datasets", nargs="+", choices=sorted(data.DATASETS), default=None,
-                   metavar="D", help="datasets (default: mnist binarized-mnist; fashion-mnist needs Debian's "
-                                     "dataset-fashion-mnist or the files in --data_dir)")
+                   metavar="D", help="datasets, from " + ", ".join(sorted(data.DATASETS)) + " (default: mnist "
+                                     "binarized-mnist; fashion-mnist needs Debian's dataset-fashion-mnist or the files "
+                                     "in --data_dir)")
     p.add_argument("--checkpoint_dir", default="checkpoints",
                    help="seed 0's checkpoints are here, the others in <checkpoint_dir>/study/ (default: %(default)s)")
     p.add_argument("--data_dir", default="data", help="folder holding MNIST/raw/ (default: %(default)s)")
@@ -101,11 +103,12 @@ def parse_args(argv=None):
     p.add_argument("--iwae_images", type=cli.positive_int, default=None,
                    help="test images for the IWAE bound (default: all 10 000; 1000 with --beta_sweep)")
     p.add_argument("--beta_sweep", action="store_true",
-                   help="the beta continuum instead: VAEs at each --betas value and the AutoEncoder, --seeds 0 1 2 by "
-                        "default, on the first --datasets (default mnist) -> beta_sweep.json/.md, beta_*.png; the "
-                        "IWAE bound then uses 1000 test images unless --iwae_images says otherwise")
+                   help="the beta continuum instead: VAEs at each --betas value and the AutoEncoder (--seeds 0 1 2 by "
+                        "default) on one dataset (--datasets, default mnist) -> beta_sweep.json/.md, beta_*.png, and "
+                        "the beta table in README.md; the IWAE bound then uses 1000 test images unless --iwae_images "
+                        "says otherwise")
     p.add_argument("--betas", type=cli.non_negative_float, nargs="+", default=SWEEP_BETAS, metavar="B",
-                   help="KL weights of the sweep (default: %(default)s)")
+                   help="KL weights of the sweep (default: 0 0.1 0.25 0.5 1 2 4 8)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke test of the whole pipeline: seeds 0 1, 1 epoch on 1000 training images, 500 samples, "
                         "IWAE with k = 10 on 100 images; needs --checkpoint_dir and --output_dir away from the real ones")
