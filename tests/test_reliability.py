@@ -182,12 +182,11 @@ def test_a_failed_write_leaves_the_previous_checkpoint_valid(tmp_path, monkeypat
     before = path.read_bytes()
 
     def disk_full(obj, f, *a, **k):
-        with open(f, "wb") as handle:
-            handle.write(b"partial")
+        f.write(b"partial")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(models.torch, "save", disk_full)
-    with pytest.raises(OSError):
+    with pytest.raises(models.CheckpointError, match="m.pt: cannot write the checkpoint .No space left on device"):
         models.save_checkpoint(path, models.AutoEncoder(hidden_dims=[8]))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
@@ -226,7 +225,7 @@ def test_a_failed_figure_or_metrics_write_leaves_the_previous_file_valid(tmp_pat
         return handle
 
     monkeypatch.setattr(builtins, "open", open_then_fill_the_disk)
-    with pytest.raises(OSError):
+    with pytest.raises(cli.UserError, match="metrics.json: cannot write it .No space left on device"):
         cli.write_atomically(path, b"new bytes of a png")
     monkeypatch.setattr(builtins, "open", real_open)
     assert path.read_text() == '{"old": 1}\n'
