@@ -17,6 +17,7 @@ live in checkpoints/study/<dataset>-seed<S>/ (not committed; their results are, 
 """
 import hashlib
 import json
+import math
 import os
 import re
 import shlex
@@ -25,6 +26,7 @@ import sys
 import time
 from argparse import Namespace
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -423,7 +425,9 @@ def summarise_sweep(runs):
     groups = {}
     for run in runs:
         for metric, _ in SWEEP_TABLE:
-            if run.get(metric) is not None:
+            # None: not defined for this model (the AutoEncoder's rate); nan: overflowed (the IWAE bound of a
+            # beta = 0 VAE whose posteriors have collapsed to points) -- left out, so n says how many remain
+            if run.get(metric) is not None and math.isfinite(run[metric]):
                 groups.setdefault((run["beta"], metric), []).append(run[metric])
     summary = []
     for (beta, metric), values in groups.items():
@@ -454,7 +458,7 @@ def rate_distortion_figure(runs):
     """One point per run in the rate-distortion plane (Alemi et al. 2018), with the line rate + distortion =
     the beta = 1 runs' mean -ELBO: every point on it has the same ELBO; beta only moves along it."""
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 5), dpi=100)
+    fig, ax = plt.subplots(figsize=(9.5, 5), dpi=100)
     vaes = [r for r in runs if r["beta"] is not None]
     betas = sorted({r["beta"] for r in vaes})
     colours = plt.get_cmap("viridis")
@@ -467,17 +471,20 @@ def rate_distortion_figure(runs):
     optimum = [r["neg_elbo_nats"] for r in vaes if r["beta"] == 1.0]
     if optimum:
         total = sum(optimum) / len(optimum)
-        rates = [0, max(r["rate_nats"] for r in vaes) * 1.05]
-        ax.plot(rates, [total - r for r in rates], "k--", linewidth=1,
-                label=f"rate + distortion = {total:.1f} (β = 1, −ELBO)")
+        rates = np.geomspace(min(r["rate_nats"] for r in vaes) * 0.8, max(r["rate_nats"] for r in vaes) * 1.2, 200)
+        ax.plot(rates, total - rates, "k--", linewidth=1, label=f"rate + distortion = {total:.1f} (β = 1, −ELBO)")
     autoencoders = [r["distortion_nats"] for r in runs if r["beta"] is None]
     if autoencoders:
         ax.axhline(sum(autoencoders) / len(autoencoders), color="tab:blue", linestyle=":",
                    label="AutoEncoder's distortion (no rate: its codes are points)")
-    ax.set_xlabel("rate = KL(q(z|x) ‖ N(0, I)), nats")
+    # the rate spans 4 to 140 nats: a log axis keeps every beta readable (the constant-ELBO line curves on it)
+    ax.set_xscale("log")
+    distortions = [r["distortion_nats"] for r in runs]
+    ax.set_ylim(min(distortions) - 3, max(distortions) + 4)
+    ax.set_xlabel("rate = KL(q(z|x) ‖ N(0, I)), nats (log scale)")
     ax.set_ylabel("distortion = E_q[−log p(x|z)], nats")
     ax.set_title("From AutoEncoder to VAE: rate and distortion of every run")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
