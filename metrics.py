@@ -5,6 +5,7 @@ All losses are in nats per image; accuracies are fractions in [0, 1].
 import math
 
 import torch
+import torch.nn.functional as F
 
 PIXEL_THRESHOLDS = (0.5, 0.6)  # 0.5: a pixel is "ink" when more likely on than off; 0.6: the seed's number
 
@@ -100,6 +101,33 @@ def iwae_nll_of_split(model, images, k=1000, batch_size=100, seed=0):
     for i in range(0, len(images), batch_size):
         total += iwae_nll(model, images[i:i + batch_size], k, seed=seed + i).sum().item()
     return total / len(images)
+
+
+@torch.no_grad()
+def quadrature_nll(model, images, extent=6.0, step=0.02, grid_chunk=4000):
+    """-log p(x) of a 2-D latent model by integrating over the latent plane, nats per image:
+
+        p(x) = ∫ p(x | z) p(z) dz  ≈  sum over a grid on [-extent, extent]² of p(x | z) N(z; 0, I) step²
+
+    With two latent dimensions the integral needs no estimator: the grid decodes once for all images,
+    and the sum converges fast (a smooth integrand; on the README's models step 0.02 agrees with 0.005
+    to 0.003 nats). Leaving out the prior's mass beyond `extent` (2e-9 at 6) can only lower p(x), so
+    truncation errs on the side of a larger -log p(x), like the IWAE bound. Cost: one decode per grid
+    point (361 201 at the defaults) and one images x grid product of 784-vectors.
+    """
+    if model.latent_dim != 2:
+        raise ValueError(f"quadrature needs a 2-D latent space, this model has {model.latent_dim} dimensions")
+    axis = torch.arange(-extent, extent + step / 2, step, device=images.device)
+    grid = torch.cartesian_prod(axis, axis)
+    log_prior_mass = torch.distributions.Normal(0.0, 1.0).log_prob(grid).sum(1) + 2 * math.log(step)
+    x = images.flatten(1)
+    log_px = torch.full((len(x),), -math.inf, device=images.device)
+    for start in range(0, len(grid), grid_chunk):
+        logits = model.decode_logits(grid[start:start + grid_chunk]).flatten(1)
+        # log p(x|z) = x·log σ(l) + (1-x)·log σ(-l) = x·l + sum log σ(-l), since log σ(l) - log σ(-l) = l
+        log_joint = x @ logits.T + F.logsigmoid(-logits).sum(1) + log_prior_mass[start:start + grid_chunk]
+        log_px = torch.logaddexp(log_px, torch.logsumexp(log_joint, dim=1))
+    return -log_px
 
 
 def knn_accuracy(train_codes, train_labels, test_codes, test_labels, k=5, batch_size=1000):

@@ -140,7 +140,8 @@ class VAE(AutoEncoder):
             -log (1/k) sum_i w_i,   w_i = p(x | z_i) p(z_i) / q(z_i | x),   z_1..z_k ~ q(z | x)
 
         a tighter bound on -log p(x) than the ELBO, never above the mean of the k one-sample ELBOs
-        (Jensen); k = 1 is the ELBO with a sampled KL. recon and kl report the one-sample terms' means.
+        (Jensen); k = 1 is the ELBO with a sampled KL. recon and kl report the one-sample terms' means,
+        and elbo their sum: the negative ELBO, to compare with models trained on it.
         """
         std = torch.exp(0.5 * logvar)
         z = mu + std * torch.randn(k, *mu.shape, device=mu.device, dtype=mu.dtype)  # k x B x latent
@@ -149,7 +150,8 @@ class VAE(AutoEncoder):
         log_q_minus_log_p = 0.5 * ((z.pow(2) - ((z - mu) / std).pow(2)) - logvar).sum(-1)
         log_w = -recon - log_q_minus_log_p
         bound = torch.logsumexp(log_w, dim=0) - math.log(k)
-        return {"total": -bound.mean(), "recon": recon.mean(), "kl": log_q_minus_log_p.mean()}
+        recon, kl = recon.mean(), log_q_minus_log_p.mean()
+        return {"total": -bound.mean(), "recon": recon, "kl": kl, "elbo": recon + kl}
 
 
 def gaussian_kl(mu, logvar):

@@ -146,6 +146,18 @@ def lr_factor(step, warmup_steps, total_steps, schedule):
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def loss_terms(split_metrics):
+    """The loss as the log line shows it: AE "cross-entropy", VAE "-ELBO (recon + kl)", and for an
+    importance-weighted VAE its training bound first, then the -ELBO to compare with the others."""
+    m = split_metrics
+    if "loss_kl" not in m:
+        return f"{m['loss_total']:.2f}"
+    terms = f"recon {m['loss_recon']:.2f} + kl {m['loss_kl']:.2f}"
+    if "loss_elbo" in m:
+        return f"{m['loss_total']:.2f} (IWAE bound; -ELBO {m['loss_elbo']:.2f} = {terms})"
+    return f"{m['loss_total']:.2f} ({terms})"
+
+
 def image_grid_pair(inputs, outputs, per_row=16):
     """Inputs and their reconstructions as alternating rows: one CHW image for TensorBoard."""
     rows = []
@@ -302,9 +314,7 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
             val_metrics=val_metrics)
         last_saved.update(path=checkpoint_path, epoch=epoch)
         print(f"{name} epoch {epoch:2d}/{args.epochs}  train {train_metrics['total']:.2f}  "
-              f"val {val_metrics['loss_total']:.2f}"
-              + (f" (recon {val_metrics['loss_recon']:.2f} + kl {val_metrics['loss_kl']:.2f})" if "loss_kl" in val_metrics else "")
-              + f"  pixel acc {100 * val_metrics['pixel_acc_0.5']:.2f}%  {seconds:.1f}s", flush=True)
+              f"val {loss_terms(val_metrics)}  pixel acc {100 * val_metrics['pixel_acc_0.5']:.2f}%  {seconds:.1f}s", flush=True)
 
     if not evaluate_test:  # benchmarks time the epochs alone
         writer.close()
@@ -318,8 +328,7 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
     final = {f"final/val_{k}": v for k, v in val_metrics.items()} | {f"final/test_{k}": v for k, v in test_metrics.items()}
     log_hparams(writer, model.kind, config, final, args.epochs)
     writer.close()
-    print(f"{name} test  loss {test_metrics['loss_total']:.2f} nats"
-          + (f" (recon {test_metrics['loss_recon']:.2f} + kl {test_metrics['loss_kl']:.2f})" if "loss_kl" in test_metrics else "")
+    print(f"{name} test  loss {loss_terms(test_metrics)} nats"
           + f"  pixel acc {100 * test_metrics['pixel_acc_0.5']:.2f}% (0.5) {100 * test_metrics['pixel_acc_0.6']:.2f}% (0.6)"
           + f"  -> {checkpoint_path}" + (f" (previous one kept as {moved_to})" if moved_to else ""))
     return test_metrics

@@ -45,6 +45,30 @@ def test_iwae_does_not_depend_on_the_chunking(small_vae):
     assert metrics.iwae_nll(small_vae, images, k=100, chunk=7, seed=3).shape == (5,)
 
 
+def test_quadrature_of_a_decoder_that_ignores_its_code_is_its_cross_entropy():
+    torch.manual_seed(0)
+    vae = models.VAE(hidden_dims=[16]).eval()
+    with torch.no_grad():
+        vae.decoder[-1].weight.zero_()  # p(x|z) is then the same for every z, so p(x) = p(x|z)
+    images = torch.bernoulli(torch.rand(10, 1, 28, 28))
+    exact = models.bernoulli_cross_entropy(vae.decode_logits(torch.zeros(10, 2)), images)
+    assert torch.allclose(metrics.quadrature_nll(vae, images), exact, atol=1e-3)
+    with pytest.raises(ValueError, match="2-D"):
+        metrics.quadrature_nll(models.VAE(hidden_dims=[16], latent_dim=3), images)
+
+
+def test_quadrature_converges_and_lies_under_the_iwae_bound_of_the_committed_vae():
+    import data
+    vae = models.load_checkpoint(os.path.join(ROOT, "checkpoints", "binarized-mnist_vae.pt"))
+    images = data.load_dataset("binarized-mnist", DATA_DIR)["test"].images[:100]
+    fine = metrics.quadrature_nll(vae, images, step=0.02).mean().item()
+    coarse = metrics.quadrature_nll(vae, images, step=0.04).mean().item()
+    iwae = metrics.iwae_nll(vae, images, k=1000).mean().item()
+    assert abs(fine - coarse) < 0.02
+    # the IWAE estimate is an upper bound on -log p(x) (in expectation), close to it at k = 1000
+    assert fine < iwae < fine + 1.0, (fine, iwae)
+
+
 def test_knn_is_perfect_on_separated_codes_and_near_chance_on_shuffled_labels():
     generator = torch.Generator().manual_seed(0)
     labels = torch.arange(2000) % 10
@@ -99,11 +123,17 @@ def test_evaluate_writes_json_and_markdown_for_every_checkpoint(tmp_path):
     torch.manual_seed(0)
     models.save_checkpoint(ck / "autoencoder.pt", models.AutoEncoder(hidden_dims=[16]))
     models.save_checkpoint(ck / "vae.pt", models.VAE(hidden_dims=[16]))
+    models.save_checkpoint(ck / "vae_iwae.pt", models.VAE(hidden_dims=[16], iwae_k=3))
     evaluate.main(["--checkpoint_dir", str(ck), "-o", str(tmp_path / "out"), "--data_dir", DATA_DIR,
                    "--classifier", os.path.join(ROOT, evaluate.CLASSIFIER_PATH.format(dataset="mnist")),
                    "--iwae_k", "4", "--iwae_images", "50", "--num_samples", "200"])
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert set(report["models"]) == {"auto", "vae"}
+    assert set(report["models"]) == {"auto", "vae", "vae_iwae"}
+    # a VAE trained on the IWAE bound is reported like every VAE, by its -ELBO, with its bound beside it
+    iwae_trained = report["models"]["vae_iwae"]
+    assert iwae_trained["test_loss_total"] == pytest.approx(iwae_trained["test_loss_recon"] + iwae_trained["test_loss_kl"], rel=1e-5)
+    assert iwae_trained["test_loss_training_bound"] < iwae_trained["test_loss_total"]
+    assert "test_loss_training_bound" not in report["models"]["vae"]
     assert "iwae_nll_k4" in report["models"]["vae"] and "fitted_gaussian_samples_confident" in report["models"]["auto"]
     assert report["all_black_baseline"]["pixel_acc_0.6"] == pytest.approx(0.877, abs=0.002)
     assert report["command"].startswith("python evaluate.py")
