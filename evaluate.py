@@ -108,11 +108,11 @@ ROWS = [  # (key, label, format): the order of the Markdown table
 ]
 
 
-def markdown_table(results, baseline, iwae_k, dataset="mnist"):
+def markdown_table(results, baseline, iwae_k, dataset="mnist", split="test"):
     names = list(results)
     titles = {"auto": "AutoEncoder", "vae": "VAE"}
     short = [n[len(dataset_prefix(dataset)):] if n.startswith(dataset_prefix(dataset)) else n for n in names]
-    lines = ["| test set | " + " | ".join(titles.get(n, n) for n in short) + " | all-black image |", "|---" * (len(names) + 2) + "|"]
+    lines = [f"| {'validation' if split == 'val' else 'test'} set | " + " | ".join(titles.get(n, n) for n in short) + " | all-black image |", "|---" * (len(names) + 2) + "|"]
     for key, label, fmt in ROWS:
         lookup = f"iwae_nll_k{iwae_k}" if key == "iwae_nll" else key
         if key == "iwae_nll":
@@ -202,7 +202,7 @@ def main(argv=None):
         report = {"command": command, "dataset": dataset, "split": args.split,
                   "classifier_test_accuracy": classifier_accuracy(classifier, splits["test"]),
                   "models": results, "all_black_baseline": baseline}
-        table = markdown_table(results, baseline, args.iwae_k, dataset)
+        table = markdown_table(results, baseline, args.iwae_k, dataset, args.split)
         stem = ("metrics" if dataset == "mnist" else f"metrics_{dataset}") + ("_val" if args.split == "val" else "")
         cli.write_atomically(os.path.join(args.output_dir, f"{stem}.json"), json.dumps(report, indent=2) + "\n")
         cli.write_atomically(os.path.join(args.output_dir, f"{stem}.md"),

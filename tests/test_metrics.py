@@ -165,6 +165,20 @@ def test_binarized_mnist_is_evaluated_on_its_binary_test_set_by_the_mnist_judge(
     assert report["classifier_test_accuracy"] > 0.95  # the MNIST judge, scored on the binary test digits
 
 
+def test_evaluate_on_the_validation_split_writes_its_own_report(tmp_path, monkeypatch, mnist):
+    torch.manual_seed(0)
+    vae = models.VAE(hidden_dims=[16])
+    models.save_checkpoint(tmp_path / "vae.pt", vae)
+    monkeypatch.chdir(ROOT)
+    evaluate.main([str(tmp_path / "vae.pt"), "--split", "val", "--quadrature", "-o", str(tmp_path / "out"), "--data_dir", DATA_DIR,
+                   "--iwae_k", "2", "--iwae_images", "20", "--num_samples", "100"])
+    result = json.loads((tmp_path / "out" / "metrics_val.json").read_text())["models"]["vae"]
+    assert result["test_loss_total"] == pytest.approx(metrics.evaluate(vae, mnist["val"])["loss_total"], rel=1e-6)
+    assert result["quadrature_nll"] == pytest.approx(metrics.quadrature_nll(vae, mnist["val"].images[:20]).mean().item(), rel=1e-6)
+    assert "\n| validation set |" in (tmp_path / "out" / "metrics_val.md").read_text()
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
 def test_evaluate_rejects_a_classifier_as_a_model_to_evaluate(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), os.path.join(ROOT, evaluate.CLASSIFIER_PATH.format(dataset="mnist")),
                              "-o", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
