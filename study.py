@@ -79,7 +79,7 @@ def parse_args(argv=None):
     p = cli.ArgumentParser(
         prog="study.py",
         description="Train (what is missing), evaluate and aggregate the AE-vs-VAE study over seeds: writes "
-                    "<output_dir>/study.json (every run, means with 95 %% intervals, a verdict per claim), study.md "
+                    "<output_dir>/study.json (every run, means with 95 % intervals, a verdict per claim), study.md "
                     "and study_*.png, and refreshes the study table in README.md. Finished runs and their "
                     "evaluations are cached, so an interrupted study continues where it stopped.")
     p.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=None, metavar="S",
