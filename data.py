@@ -103,6 +103,16 @@ class Split:
         return binarize(self.images, seed) if self.binarize_batches else self.images
 
 
+def image_grid(images, **make_grid_args):
+    """Images B x C x H x W tiled into one C' x H' x W' image: torchvision's make_grid, imported on first use.
+
+    Importing torchvision costs ~2 s (its models pull in torch._dynamo); imported at the top of the scripts,
+    every `-h` and every error exit would pay it.
+    """
+    import torchvision.utils
+    return torchvision.utils.make_grid(images, **make_grid_args)
+
+
 def binarize(images, seed):
     """One fixed 0/1 sample of images, each grey level the probability of a 1; drawn on the CPU so that
     the same seed gives the same pixels on every device."""

@@ -14,7 +14,6 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import torchvision.utils as vutils
 
 import cli
 import data
@@ -33,7 +32,7 @@ def model_title(model):
 
 
 def show_image_grid(ax, images, nrow, title):
-    grid = vutils.make_grid(images.cpu(), nrow=nrow, padding=2, pad_value=1)[0]
+    grid = data.image_grid(images.cpu(), nrow=nrow, padding=2, pad_value=1)[0]
     ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(title)
     ax.axis("off")
@@ -99,7 +98,7 @@ def latent_space_figure(model, grid_range=1.5, grid_size=20, codes=None):
     """
     device = next(model.parameters()).device
     tiles = model.decode(latent_grid(grid_range, grid_size).to(device)).cpu()
-    image = vutils.make_grid(tiles, nrow=grid_size, padding=0)[0].numpy()
+    image = data.image_grid(tiles, nrow=grid_size, padding=0)[0].numpy()
     half_step = grid_range / (grid_size - 1) if grid_size > 1 else grid_range
     extent = [-grid_range - half_step, grid_range + half_step] * 2
     fig, ax = plt.subplots(figsize=(6.4, 6.4), dpi=DPI)

@@ -13,7 +13,6 @@ import sys
 import time
 
 import torch
-import torchvision.utils as vutils
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 from tqdm import tqdm
@@ -163,7 +162,7 @@ def image_grid_pair(inputs, outputs, per_row=16):
     rows = []
     for start in range(0, len(inputs), per_row):
         rows += [inputs[start:start + per_row], outputs[start:start + per_row]]
-    return vutils.make_grid(torch.cat(rows), nrow=per_row, pad_value=1)
+    return data.image_grid(torch.cat(rows), nrow=per_row, pad_value=1)
 
 
 def log_hparams(writer, kind, config, final_metrics, step):
@@ -303,7 +302,7 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
             writer.add_image("val/inputs_and_reconstructions",
                              image_grid_pair(shown_images, model.reconstruct(shown_images)), epoch)
             writer.add_image("samples/decoded_from_N(0,I)",
-                             vutils.make_grid(model.decode(shown_codes), nrow=8, pad_value=1), epoch)
+                             data.image_grid(model.decode(shown_codes), nrow=8, pad_value=1), epoch)
         writer.flush()
 
         if epoch == 1:

@@ -100,6 +100,7 @@ class RunsCode:
         return (os.system, ("touch pwned",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's remark on the hostile file's protocol
 def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path):
     evil = tmp_path / "evil.pt"
     with open(evil, "wb") as f:
