@@ -87,10 +87,11 @@ def iwae_nll(model, images, k=1000, chunk=50, seed=0):
         n = min(chunk, k - start)
         eps = torch.randn(n, *mu.shape, generator=generator, device=mu.device)
         z = mu + std * eps  # n x B x latent
-        log_q = torch.distributions.Normal(mu, std).log_prob(z).sum(-1)
-        log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+        # log p(z) - log q(z|x) with (z - mu) / std written as eps (the 2*pi terms cancel): where a posterior
+        # is so narrow that std underflows to 0 (beta = 0 lets codes shrink to points), (z - mu) / std is 0/0
+        log_prior_minus_log_q = 0.5 * (eps.pow(2) - z.pow(2) + logvar).sum(-1)
         log_likelihood = -bernoulli_cross_entropy(model.decode_logits(z), images)  # n x B
-        log_weights.append(torch.logsumexp(log_likelihood + log_prior - log_q, dim=0))
+        log_weights.append(torch.logsumexp(log_likelihood + log_prior_minus_log_q, dim=0))
     log_px = torch.logsumexp(torch.stack(log_weights), dim=0) - math.log(k)
     return -log_px  # one value per image
 

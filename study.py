@@ -425,8 +425,9 @@ def summarise_sweep(runs):
     groups = {}
     for run in runs:
         for metric, _ in SWEEP_TABLE:
-            # None: not defined for this model (the AutoEncoder's rate); nan: overflowed (the IWAE bound of a
-            # beta = 0 VAE whose posteriors have collapsed to points) -- left out, so n says how many remain
+            # None: not defined for this model (the AutoEncoder's rate); nan: not computable (the committed
+            # sweep's IWAE bound of a beta = 0 VAE, from before metrics.iwae_nll handled point-like posteriors)
+            # -- left out, so n says how many remain
             if run.get(metric) is not None and math.isfinite(run[metric]):
                 groups.setdefault((run["beta"], metric), []).append(run[metric])
     summary = []

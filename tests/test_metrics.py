@@ -37,12 +37,29 @@ def test_iwae_bound_does_not_get_looser_as_k_grows(small_vae):
     assert estimates[-1] < estimates[0]
 
 
-def test_iwae_does_not_depend_on_the_chunking(small_vae):
+def test_iwae_is_repeatable_for_a_seed_with_any_chunk_size(small_vae):
     images = torch.rand(5, 1, 28, 28)
     a = metrics.iwae_nll(small_vae, images, k=100, chunk=100, seed=3)
     b = metrics.iwae_nll(small_vae, images, k=100, chunk=100, seed=3)
     assert torch.equal(a, b)
     assert metrics.iwae_nll(small_vae, images, k=100, chunk=7, seed=3).shape == (5,)
+
+
+def test_iwae_stays_finite_when_a_posterior_is_narrower_than_float32_can_hold():
+    # beta = 0 lets posteriors shrink to points: std = exp(-150) underflows to 0, so every z is mu and
+    # log q(z|x) = -eps^2/2 + 150 per dimension (2*pi terms aside); with k = 1 the estimate is then
+    # recon(mu) + |mu|^2/2 + 300 - |eps|^2/2, and |eps|^2 (chi-squared, 2 d.o.f.) is below 20 but for e^-10
+    torch.manual_seed(0)
+    vae = models.VAE(hidden_dims=[16]).eval()
+    with torch.no_grad():
+        vae.encoder[-1].weight.zero_()
+        vae.encoder[-1].bias.copy_(torch.tensor([0.5, -1.0, -300.0, -300.0]))  # mu, logvar
+    images = torch.rand(8, 1, 28, 28)
+    mu = torch.tensor([[0.5, -1.0]]).expand(8, 2)
+    point_mass = models.bernoulli_cross_entropy(vae.decode_logits(mu), images) + 0.5 * 1.25 + 300
+    estimate = metrics.iwae_nll(vae, images, k=1)
+    assert torch.isfinite(estimate).all()
+    assert (estimate <= point_mass + 1e-3).all() and (estimate > point_mass - 10).all()
 
 
 def test_quadrature_of_a_decoder_that_ignores_its_code_is_its_cross_entropy():
