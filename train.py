@@ -61,6 +61,11 @@ def parse_args(argv=None):
     g.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
                    help="cosine: linear warm-up over the first epoch, then cosine decay to zero; "
                         "constant: --lr throughout (default: %(default)s)")
+    g.add_argument("--max_grad_norm", type=cli.non_negative_float, default=1e4, metavar="N",
+                   help="clip the gradient's total norm to N; 0: never. A run's norms stay below ~700, so this only "
+                        "acts on a rare batch whose VAE log-variance blows up (a loss of 1e10 and more), which would "
+                        "otherwise swell Adam's step statistics and stall the rest of the run; a run it never acts on "
+                        "is bit for bit the same (default: %(default)g)")
     g.add_argument("--seed", type=cli.non_negative_int, default=0,
                    help="seed of weights, batch order and sampling (default: %(default)s)")
     g = p.add_argument_group("files and hardware")
@@ -273,6 +278,8 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
             terms = loss_fn(images)
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
+            if args.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
             optimizer.step()
             scheduler.step()
             # accumulate on the device; reading a value back (.item()) waits for the GPU, so do it rarely

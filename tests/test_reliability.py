@@ -194,7 +194,8 @@ def test_a_failed_write_leaves_the_previous_checkpoint_valid(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("flag, value", [("--latent_dim", "0"), ("--epochs", "-3"), ("--lr", "nan"),
-                                          ("--batch_size", "1.5"), ("--beta", "x")])
+                                          ("--batch_size", "1.5"), ("--beta", "x"),
+                                          ("--max_grad_norm", "-1")])
 def test_bad_numbers_write_nothing(tmp_path, flag, value):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--train_vae", flag, value,
                              "--checkpoint_dir", str(tmp_path / "ck"), "--logdir", str(tmp_path / "logs")],
