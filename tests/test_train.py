@@ -30,7 +30,8 @@ def test_help_explains_every_option():
     assert result.returncode == 0
     for flag in ["--train_autoencoder", "--train_vae", "--epochs", "--use_cuda", "--batch_size", "--lr",
                  "--hidden_dims", "--latent_dim", "--beta", "--seed", "--checkpoint_dir", "--logdir",
-                 "--data_dir", "--threads", "--schedule", "--activation", "--max_train_images", "--compile"]:
+                 "--data_dir", "--threads", "--schedule", "--activation", "--max_train_images", "--compile",
+                 "--max_grad_norm"]:
         assert flag in result.stdout
 
 
