@@ -382,14 +382,15 @@ def train_one(kind, beta, splits, args, device):
         resume_from = unfinished_checkpoint(os.path.join(args.checkpoint_dir, f"{name}.pt"), args)
         model_args = resume_from["model_args"]
         run_args = argparse.Namespace(**{**vars(args), **{k: v for k, v in resume_from["config"].items()
-                                                          if k in RESUMED_SETTINGS}})
+                                                          if k in RESUMED_SETTINGS + ("max_grad_norm",)}})
     torch.manual_seed(run_args.seed)  # each model starts from the same seed, whatever trained before it
     model = models.build_model(kind, **model_args).to(device)
     test_metrics = train_model(name, model, splits, run_args, device, resume_from=resume_from)
     return os.path.join(args.checkpoint_dir, f"{name}.pt"), test_metrics
 
 
-# what --resume takes from the checkpoint rather than from the command line
+# what --resume takes from the checkpoint rather than from the command line (and max_grad_norm where the
+# checkpoint stores it; it is not part of a run's identity for study.py, since it leaves unclipped runs unchanged)
 RESUMED_SETTINGS = ("dataset", "epochs", "batch_size", "lr", "schedule", "seed", "hidden_dims", "latent_dim", "activation")
 
 
