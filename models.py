@@ -12,6 +12,7 @@ Losses treat each pixel as a Bernoulli variable whose target is the grey level i
 (as the seed did). With non-binary targets this cross-entropy is not a normalised
 log-likelihood, so its values compare with each other, not with papers that binarise MNIST.
 """
+import io
 import math
 import os
 
@@ -188,8 +189,12 @@ def save_checkpoint(path, model, **extra):
     }
     tmp_path = f"{path}.tmp{os.getpid()}"
     try:
+        # serialised in memory first: torch's file writer reports a full disk as an internal assertion
+        # ("unexpected pos ..."), a plain write as ENOSPC, which the error line can name
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
         with open(tmp_path, "wb") as f:
-            torch.save(checkpoint, f)
+            f.write(buffer.getbuffer())
         os.replace(tmp_path, path)
     except (OSError, RuntimeError) as e:  # torch's writer reports a failed write as a RuntimeError
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[-1][:200]
