@@ -47,7 +47,7 @@ class DatasetInfo:
     how_to_get: str = ""
     noun: str = "digit"  # what a class is, for figure legends
     binarized: bool = False  # pixels sampled to 0 or 1 (see load_dataset)
-    judge: str = None  # whose classifier judges generated images (evaluate.py); default: this dataset's own
+    judge: str = None  # whose classifier judges generated images (lab/judge.py); default: this dataset's own
 
 
 DATASETS = {
@@ -193,21 +193,13 @@ def read_dataset_files(data_dir, dataset="mnist"):
 def prepare_dataset(data_dir, dataset="mnist"):
     """Write verified unpacked copies of the four files into data_dir/<folder>/raw, for code that hands the
     folder to torchvision.datasets (benchmarks/speed.py's tutorial-style loop). The scripts do not need this."""
-    import cli
+    from lab.files import write_atomically
     raw_dir = os.path.join(data_dir, DATASETS[dataset].folder, "raw")
     os.makedirs(raw_dir, exist_ok=True)
     for name, content in read_dataset_files(data_dir, dataset).items():
         path = os.path.join(raw_dir, name)
         if not (os.path.exists(path) and _sha256_of(_read(path)) == DATASETS[dataset].sha256[name]):
-            cli.write_atomically(path, content)
-
-
-def prepare_mnist(data_dir):
-    prepare_dataset(data_dir, "mnist")
-
-
-def load_mnist(data_dir="data", device="cpu", max_train_images=None):
-    return load_dataset("mnist", data_dir, device, max_train_images)
+            write_atomically(path, content)
 
 
 def load_dataset(dataset="mnist", data_dir="data", device="cpu", max_train_images=None):

@@ -9,7 +9,7 @@ where the maths differs:
     model.kind        "autoencoder" or "vae"
 
 Losses treat each pixel as a Bernoulli variable whose target is the grey level in [0, 1]
-(as the seed did). With non-binary targets this cross-entropy is not a normalised
+(as the original project did). With non-binary targets this cross-entropy is not a normalised
 log-likelihood, so its values compare with each other, not with papers that binarise MNIST.
 """
 import io
@@ -26,7 +26,7 @@ CHECKPOINT_FORMAT_VERSION = 1
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,  # the seed's choice
+    "leaky_relu": nn.LeakyReLU,  # the original project's choice
     "elu": nn.ELU,
     "gelu": nn.GELU,
     "silu": nn.SiLU,
@@ -123,7 +123,7 @@ class VAE(AutoEncoder):
 
     def sample_posterior(self, mu, logvar):
         # reparameterisation: z = mu + sigma * eps, so gradients flow to mu and logvar through z;
-        # sigma is exp(logvar / 2), not exp(logvar) (the seed's slip)
+        # sigma is exp(logvar / 2): logvar is log sigma^2
         return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
     def loss(self, x):
@@ -135,6 +135,21 @@ class VAE(AutoEncoder):
         kl = gaussian_kl(mu, logvar).mean()
         return {"total": recon + self.beta * kl, "recon": recon, "kl": kl}
 
+    def log_importance_weights(self, x, mu, logvar, eps):
+        """The importance-weighted estimator's terms for the draws z_i = mu + sigma * eps_i (eps: n x B x latent):
+
+            log w_i = log p(x | z_i) + log p(z_i) - log q(z_i | x)
+
+        returned as (log w, -log p(x | z), log p(z) - log q(z|x)), each n x B. Training (the IWAE objective)
+        and evaluation (measures.iwae_nll) both compute the bound from these, so there is one estimator.
+        (z - mu) / sigma is written as eps: where a posterior is so narrow that sigma underflows float32
+        (beta = 0 lets codes shrink to points), (z - mu) / sigma would be 0/0; the 2*pi terms cancel.
+        """
+        z = mu + torch.exp(0.5 * logvar) * eps
+        log_prior_minus_log_q = 0.5 * (eps.pow(2) - z.pow(2) + logvar).sum(-1)
+        recon = bernoulli_cross_entropy(self.decode_logits(z), x)
+        return -recon + log_prior_minus_log_q, recon, log_prior_minus_log_q
+
     def importance_weighted_loss(self, x, mu, logvar, k):
         """Burda et al. (2016), "Importance Weighted Autoencoders", eq. 8, negated:
 
@@ -144,14 +159,10 @@ class VAE(AutoEncoder):
         (Jensen); k = 1 is the ELBO with a sampled KL. recon and kl report the one-sample terms' means,
         and elbo their sum: the negative ELBO, to compare with models trained on it.
         """
-        std = torch.exp(0.5 * logvar)
-        z = mu + std * torch.randn(k, *mu.shape, device=mu.device, dtype=mu.dtype)  # k x B x latent
-        recon = bernoulli_cross_entropy(self.decode_logits(z), x)  # k x B: -log p(x | z_i)
-        # log q(z|x) - log p(z) for diagonal Gaussians; the 2*pi terms cancel
-        log_q_minus_log_p = 0.5 * ((z.pow(2) - ((z - mu) / std).pow(2)) - logvar).sum(-1)
-        log_w = -recon - log_q_minus_log_p
+        eps = torch.randn(k, *mu.shape, device=mu.device, dtype=mu.dtype)
+        log_w, recon, log_prior_minus_log_q = self.log_importance_weights(x, mu, logvar, eps)  # k x B each
         bound = torch.logsumexp(log_w, dim=0) - math.log(k)
-        recon, kl = recon.mean(), log_q_minus_log_p.mean()
+        recon, kl = recon.mean(), -log_prior_minus_log_q.mean()
         return {"total": -bound.mean(), "recon": recon, "kl": kl, "elbo": recon + kl}
 
 
@@ -168,6 +179,12 @@ MODELS = {cls.kind: cls for cls in (AutoEncoder, VAE)}
 
 def build_model(kind, **model_args):
     return MODELS[kind](**model_args)
+
+
+@torch.no_grad()
+def encode_in_batches(model, images, batch_size=2000):
+    """model.encode over many images, a batch at a time (the VAE: posterior means)."""
+    return torch.cat([model.encode(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
 class CheckpointError(Exception):
@@ -206,8 +223,11 @@ def save_checkpoint(path, model, **extra):
             pass
 
 
-def read_checkpoint(path, map_location="cpu"):
-    """The checkpoint's dict, loaded without running code from the file, with its keys checked."""
+def read_checkpoint(path, map_location="cpu", kinds=tuple(MODELS)):
+    """The checkpoint's dict, loaded without running code from the file, with its keys checked.
+
+    kinds: the model kinds the caller can use (the judge's file, lab/judge.py, is of kind "classifier").
+    """
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
@@ -232,9 +252,9 @@ def read_checkpoint(path, map_location="cpu"):
     if not isinstance(version, int) or version > CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {version} is newer than this code reads "
                               f"({CHECKPOINT_FORMAT_VERSION}); update the project")
-    if checkpoint["kind"] not in MODELS:
-        raise CheckpointError(f"{path}: unknown model kind {checkpoint['kind']!r} "
-                              f"(expected one of {', '.join(MODELS)})")
+    if checkpoint["kind"] not in kinds:
+        raise CheckpointError(f"{path}: unknown model kind {checkpoint['kind']!r} here "
+                              f"(expected one of {', '.join(kinds)})")
     return checkpoint
 
 
@@ -250,31 +270,3 @@ def load_checkpoint(path, map_location="cpu"):
                               f"with {checkpoint['model_args']} ({first_line[:200]})") from None
     model.dataset = checkpoint.get("dataset", "mnist")  # what it was trained on (format 1 files before: MNIST)
     return model.to(map_location).eval()
-
-
-class DigitClassifier(nn.Module):
-    """A small CNN that judges generated images (metrics.py): is this a confident, recognisable digit
-    (or, trained on Fashion-MNIST, piece of clothing)?
-
-    Two 5x5 conv layers with max-pooling, then two linear layers; it reaches about 99 % on the test
-    set in three epochs, which is all a judge of 28x28 samples needs.
-    """
-    kind = "classifier"
-
-    def __init__(self, num_classes=10, channels=(32, 64), hidden_dim=128):
-        super().__init__()
-        self.model_args = dict(num_classes=num_classes, channels=list(channels), hidden_dim=hidden_dim)
-        c1, c2 = channels
-        self.features = nn.Sequential(
-            nn.Conv2d(1, c1, 5), nn.ReLU(), nn.MaxPool2d(2),  # 28 -> 24 -> 12
-            nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),  # 12 -> 8 -> 4
-        )
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c2 * 4 * 4, hidden_dim), nn.ReLU(),
-                                  nn.Linear(hidden_dim, num_classes))
-
-    def forward(self, x):
-        """Class logits of images B x 1 x 28 x 28 in [0, 1]."""
-        return self.head(self.features(x))
-
-
-MODELS[DigitClassifier.kind] = DigitClassifier

@@ -5,8 +5,8 @@
     python benchmarks/speed.py --use_cuda --with_compile   # on a GPU: eager and compiled default runs
 
 Rows, all measured in this run on this machine:
-1. seed-style: the common tutorial loop -- torchvision MNIST through a DataLoader with ToTensor,
-   batch 64, the seed's 784-200-200-2 LeakyReLU models, a `.item()` every batch, a validation pass --
+1. original-project style: the common tutorial loop -- torchvision MNIST through a DataLoader with ToTensor,
+   batch 64, the original project's 784-200-200-2 LeakyReLU models, a `.item()` every batch, a validation pass --
    one epoch of AutoEncoder + VAE.
 2. ours, same architecture: train.py's loop (tensors on the device, shuffled index slices), one epoch
    of AutoEncoder + VAE with the same 784-200-200-2 models, validation, TensorBoard and checkpoints.
@@ -31,9 +31,9 @@ sys.path.insert(0, ROOT)
 
 import data  # noqa: E402
 import models  # noqa: E402
-import train  # noqa: E402
+from lab import training  # noqa: E402
 
-SEED_ARCH = dict(hidden_dims=[200, 200], latent_dim=2, activation="leaky_relu")
+ORIGINAL_ARCH = dict(hidden_dims=[200, 200], latent_dim=2, activation="leaky_relu")
 
 
 def cpu_name():
@@ -47,18 +47,18 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
-def seed_style_epoch(data_dir, device):
+def original_style_epoch(data_dir, device):
     """One epoch of AE + VAE the tutorial way; returns (seconds, training images per model)."""
     import torchvision
     from torch.utils.data import DataLoader, Subset
-    data.prepare_mnist(data_dir)
+    data.prepare_dataset(data_dir, "mnist")
     full = torchvision.datasets.MNIST(data_dir, train=True, transform=torchvision.transforms.ToTensor())
     order = torch.randperm(len(full), generator=torch.Generator().manual_seed(data.SPLIT_SEED))
     train_set, val_set = Subset(full, order[data.VALIDATION_SIZE:].tolist()), Subset(full, order[:data.VALIDATION_SIZE].tolist())
     start = time.perf_counter()
     for kind in ("autoencoder", "vae"):
         torch.manual_seed(0)
-        model = models.build_model(kind, **SEED_ARCH).to(device)
+        model = models.build_model(kind, **ORIGINAL_ARCH).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         model.train()
         for images, _ in DataLoader(train_set, batch_size=64, shuffle=True):
@@ -75,19 +75,19 @@ def seed_style_epoch(data_dir, device):
 
 
 def our_epoch(data_dir, device, batch_size):
-    """One epoch of AE + VAE through train.py's own loop, same architecture as the seed."""
+    """One epoch of AE + VAE through train.py's own loop, same architecture as the original project."""
     with tempfile.TemporaryDirectory() as tmp:
-        splits = data.load_mnist(data_dir, device)
+        splits = data.load_dataset("mnist", data_dir, device)
         argv = ["--train_autoencoder", "--train_vae", "--epochs", "1", "--batch_size", str(batch_size),
-                "--hidden_dims", *map(str, SEED_ARCH["hidden_dims"]), "--activation", SEED_ARCH["activation"],
+                "--hidden_dims", *map(str, ORIGINAL_ARCH["hidden_dims"]), "--activation", ORIGINAL_ARCH["activation"],
                 "--checkpoint_dir", f"{tmp}/ck", "--logdir", f"{tmp}/logs", "--data_dir", data_dir]
-        args = train.parse_args(argv + (["--use_cuda"] if device.type == "cuda" else []))
+        args = training.parse_args(argv + (["--use_cuda"] if device.type == "cuda" else []))
         os.makedirs(args.checkpoint_dir)
         start = time.perf_counter()
         for kind in ("autoencoder", "vae"):
             torch.manual_seed(0)
-            model = models.build_model(kind, **SEED_ARCH).to(device)
-            train.train_model(kind, model, splits, args, device, evaluate_test=False)
+            model = models.build_model(kind, **ORIGINAL_ARCH).to(device)
+            training.train_model(kind, model, splits, args, device, evaluate_test=False)
         return time.perf_counter() - start, len(splits["train"])
 
 
@@ -155,7 +155,7 @@ def step_breakdown(device, batch_size, with_compile, steps=100):
 
     timings = {"eager": milliseconds(step_with(model.loss), device, steps)}
     if with_compile:  # compiled here, before the timing
-        timings["--compile"] = milliseconds(step_with(train.compile_loss(model, images)), device, steps)
+        timings["--compile"] = milliseconds(step_with(training.compile_loss(model, images)), device, steps)
     timings["matrix multiplies alone"] = milliseconds(matmuls, device, steps)
     return timings
 
@@ -191,20 +191,20 @@ def main():
     default_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
 
-    seed_seconds, n = seed_style_epoch(data_dir, device)
+    original_seconds, n = original_style_epoch(data_dir, device)
     our_seconds, _ = our_epoch(data_dir, device, args.batch_size)
     torch.set_num_threads(default_threads)
 
-    seed_flops = training_flops_per_image(models.build_model("vae", **SEED_ARCH))
+    original_flops = training_flops_per_image(models.build_model("vae", **ORIGINAL_ARCH))
     print(f"\nmachine: {cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else "")
           + f", threads for rows 1-2: {args.threads}\n")
     print("| variant | s per epoch (AE + VAE) | training images/s | speed-up |")
     print("|---|---|---|---|")
-    print(f"| seed-style DataLoader + ToTensor, batch 64, 784-200-200-2 | {seed_seconds:.1f} | {2 * n / seed_seconds:,.0f} | 1.0× |")
+    print(f"| original-project style DataLoader + ToTensor, batch 64, 784-200-200-2 | {original_seconds:.1f} | {2 * n / original_seconds:,.0f} | 1.0× |")
     print(f"| ours, tensor batches, batch {args.batch_size}, 784-200-200-2 | {our_seconds:.1f} | {2 * n / our_seconds:,.0f} "
-          f"| {seed_seconds / our_seconds:.1f}× |")
-    print(f"\n(784-200-200-2 costs {seed_flops / 1e6:.2f} MFLOP per image per training step, forward and backward.)")
+          f"| {original_seconds / our_seconds:.1f}× |")
+    print(f"\n(784-200-200-2 costs {original_flops / 1e6:.2f} MFLOP per image per training step, forward and backward.)")
 
     default = models.build_model("vae", hidden_dims=[256, 256, 256])
     flops_per_image = training_flops_per_image(default)

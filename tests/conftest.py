@@ -1,5 +1,9 @@
+import contextlib
+import importlib
+import io
 import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -13,10 +17,25 @@ import data  # noqa: E402
 DATA_DIR = os.path.join(ROOT, "data")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true",
+                     help="run the slow tier instead of the fast one: Jupyter, Chromium, whole-study and whole-sweep "
+                          "runs, real-size trainings, the scripts as subprocesses (tests marked slow)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """`python -m pytest` runs the fast tier (under a minute on 2 cores); `--slow` the slow tier; CI runs both."""
+    slow = config.getoption("--slow")
+    keep = [item for item in items if (item.get_closest_marker("slow") is not None) == slow]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def mnist():
     """The real bundled MNIST splits (loaded once per test session)."""
-    return data.load_mnist(DATA_DIR)
+    return data.load_dataset("mnist", DATA_DIR)
 
 
 @pytest.fixture
@@ -32,3 +51,21 @@ def mnist_copy(tmp_path):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def run_script(script, *args, cwd=None):
+    """Run a script's main(argv) in this process (no interpreter start-up: the fast tier's way to test a
+    command line) and return what a subprocess run would: exit status, stdout and stderr."""
+    main = importlib.import_module(script.removesuffix(".py")).main
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    previous = os.getcwd()
+    try:
+        os.chdir(cwd or previous)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main([str(a) for a in args])
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())

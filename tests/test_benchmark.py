@@ -13,6 +13,7 @@ import models  # noqa: E402
 import speed  # noqa: E402
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, hidden_dims", [("autoencoder", [256, 256, 256]), ("vae", [200, 200])])
 def test_flop_count_matches_what_autograd_runs(kind, hidden_dims):
     model = models.build_model(kind, hidden_dims=hidden_dims)

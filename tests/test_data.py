@@ -21,7 +21,7 @@ def test_splits_have_the_documented_sizes_and_pixel_range(mnist):
 
 
 def test_validation_split_is_fixed_and_disjoint_from_training(mnist):
-    again = data.load_mnist(os.path.join(ROOT, "data"), max_train_images=100)
+    again = data.load_dataset("mnist", os.path.join(ROOT, "data"), max_train_images=100)
     assert torch.equal(again["val"].images, mnist["val"].images)
     assert torch.equal(again["train"].images, mnist["train"].images[:100])
     # no validation image appears in the training split (whole images compared byte for byte)
@@ -70,30 +70,30 @@ def test_loading_writes_nothing_so_a_read_only_checkout_works(mnist_copy, mnist,
         return real_open(file, mode, *args, **kwargs)
     monkeypatch.setattr(builtins, "open", read_only_open)
     monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system")))
-    splits = data.load_mnist(str(mnist_copy))
+    splits = data.load_dataset("mnist", str(mnist_copy))
     assert torch.equal(splits["test"].images, mnist["test"].images)
     assert sorted(os.listdir(mnist_copy / "MNIST" / "raw")) == sorted(n + ".gz" for n in data.MNIST_SHA256)
 
 
 def test_unpacked_copies_are_used_when_intact_and_the_gz_when_damaged(mnist_copy, mnist):
-    data.prepare_mnist(str(mnist_copy))  # what the tutorial-style benchmark needs: unpacked files
+    data.prepare_dataset(str(mnist_copy), "mnist")  # what the tutorial-style benchmark needs: unpacked files
     raw = mnist_copy / "MNIST" / "raw"
     for name in data.MNIST_SHA256:
         assert data._sha256_of((raw / name).read_bytes()) == data.MNIST_SHA256[name]
     with open(raw / "t10k-labels-idx1-ubyte", "r+b") as f:  # damaged after unpacking
         f.seek(100)
         f.write(b"\xff")
-    assert torch.equal(data.load_mnist(str(mnist_copy))["test"].labels, mnist["test"].labels)
+    assert torch.equal(data.load_dataset("mnist", str(mnist_copy))["test"].labels, mnist["test"].labels)
     os.remove(raw / "t10k-labels-idx1-ubyte.gz")  # damaged, and nothing to restore it from
     with pytest.raises(data.DataError, match="t10k-labels-idx1-ubyte: SHA-256 does not match"):
-        data.load_mnist(str(mnist_copy))
+        data.load_dataset("mnist", str(mnist_copy))
 
 
 def test_truncated_gz_is_reported_by_name(mnist_copy):
     gz = mnist_copy / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz"
     gz.write_bytes(gz.read_bytes()[:1000])
     with pytest.raises(data.DataError, match="train-labels-idx1-ubyte.gz"):
-        data.load_mnist(str(mnist_copy))
+        data.load_dataset("mnist", str(mnist_copy))
 
 
 def test_gz_with_wrong_content_is_reported_by_name(mnist_copy):
@@ -102,15 +102,16 @@ def test_gz_with_wrong_content_is_reported_by_name(mnist_copy):
     content[50] ^= 1
     gz.write_bytes(gzip.compress(bytes(content)))
     with pytest.raises(data.DataError, match="t10k-labels-idx1-ubyte.gz.*SHA-256"):
-        data.load_mnist(str(mnist_copy))
+        data.load_dataset("mnist", str(mnist_copy))
 
 
 def test_one_missing_file_is_reported_by_name(mnist_copy):
     os.remove(mnist_copy / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz")
     with pytest.raises(data.DataError, match="t10k-images-idx3-ubyte.gz: missing"):
-        data.load_mnist(str(mnist_copy))
+        data.load_dataset("mnist", str(mnist_copy))
 
 
+@pytest.mark.slow
 def test_train_reports_corrupted_data_as_one_error_line(mnist_copy, tmp_path):
     gz = mnist_copy / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
     gz.write_bytes(b"this is not gzip")

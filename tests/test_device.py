@@ -3,16 +3,23 @@ from argparse import Namespace
 import pytest
 import torch
 
-import cli
 import evaluate
 import explore_latent_space as explore
 import train
+from lab import cli, files, training
 
 
-def test_auto_picks_cuda_then_mps_then_the_cpu():
-    expected = "cuda" if torch.cuda.is_available() else "mps" if cli.mps_available() else "cpu"
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_auto_picks_cuda_then_mps_then_the_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(cli, "mps_available", lambda: mps)
     assert cli.resolve_device(Namespace(device="auto", use_cuda=False)) == torch.device(expected)
     assert cli.resolve_device(Namespace(device="cpu", use_cuda=False)) == torch.device("cpu")
+    if cuda:  # --use_cuda wins over --device
+        assert cli.resolve_device(Namespace(device="mps", use_cuda=True)) == torch.device("cuda")
+    else:
+        with pytest.raises(files.UserError, match="no CUDA device"):
+            cli.resolve_device(Namespace(device="auto", use_cuda=True))
 
 
 @pytest.mark.parametrize("main", [train.main, explore.main, evaluate.main])
@@ -41,6 +48,6 @@ def test_without_fused_adam_training_falls_back_and_says_so_once(monkeypatch, ca
     monkeypatch.setattr(torch.optim, "Adam", adam_without_fused)
     monkeypatch.setattr(cli, "_said", set())
     model = torch.nn.Linear(2, 2)
-    optimizers = [train.make_optimizer(model, 1e-3) for _ in range(3)]
+    optimizers = [training.make_optimizer(model, 1e-3) for _ in range(3)]
     assert all(isinstance(o, real_adam) and not o.defaults.get("fused") for o in optimizers)
     assert capsys.readouterr().err.count("fused Adam is not available on cpu") == 1

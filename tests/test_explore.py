@@ -1,6 +1,4 @@
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -10,7 +8,8 @@ from PIL import Image
 import explore_latent_space as explore
 import models
 
-from conftest import DATA_DIR, ROOT
+from lab import figures, measures
+from conftest import DATA_DIR, ROOT, run_script
 
 SEED_FIGURES = ["outputs", "latent_dist", "latent_space", "sample_from_norm"]
 
@@ -26,8 +25,7 @@ def tiny_checkpoints(tmp_path_factory):
 
 
 def run_cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "explore_latent_space.py"), *args],
-                          capture_output=True, text=True, cwd=cwd)
+    return run_script("explore_latent_space.py", *args, cwd=cwd)
 
 
 def explore_error(capsys, *args):
@@ -46,6 +44,7 @@ def explore_into(out, checkpoint_dir, *extra):
                   "--num_points", "2000", *extra])
 
 
+@pytest.mark.slow
 def test_every_figure_is_written_as_a_sensible_png(tmp_path, tiny_checkpoints):
     explore_into(tmp_path, tiny_checkpoints)
     expected = [f"{fig}_{name}.png" for fig in SEED_FIGURES + ["interpolation"] for name in ("auto", "vae")]
@@ -58,6 +57,7 @@ def test_every_figure_is_written_as_a_sensible_png(tmp_path, tiny_checkpoints):
         assert pixels.std() > 10, f"{name} looks blank"
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_pixels_and_another_seed_other_samples(tmp_path, tiny_checkpoints):
     explore_into(tmp_path / "a", tiny_checkpoints)
     explore_into(tmp_path / "b", tiny_checkpoints)
@@ -69,7 +69,7 @@ def test_same_seed_gives_the_same_pixels_and_another_seed_other_samples(tmp_path
 
 
 def test_latent_grid_runs_top_left_to_bottom_right():
-    grid = explore.latent_grid(1.5, 3)
+    grid = measures.latent_grid(1.5, 3)
     assert grid[0].tolist() == [-1.5, 1.5]  # top left: z1 low, z2 high
     assert grid[-1].tolist() == [1.5, -1.5]
     assert len(grid) == 9
@@ -79,9 +79,9 @@ def test_figure_functions_return_figures_for_a_model(tiny_checkpoints):
     model = models.load_checkpoint(tiny_checkpoints / "vae.pt")
     images = torch.rand(40, 1, 28, 28)
     labels = torch.arange(40) % 10
-    for fig in [explore.outputs_figure(model, images[:8]), explore.latent_dist_figure(model, images, labels),
-                explore.latent_space_figure(model, 1.0, 4, codes=model.encode(images)),
-                explore.sample_from_norm_figure(model, n=16), explore.interpolation_figure(model, images, labels)]:
+    for fig in [figures.outputs_figure(model, images[:8]), figures.latent_dist_figure(model, images, labels),
+                figures.latent_space_figure(model, 1.0, 4, codes=model.encode(images)),
+                figures.sample_from_norm_figure(model, n=16), figures.interpolation_figure(model, images, labels)]:
         assert fig.axes
 
 
@@ -91,7 +91,7 @@ def test_higher_dimensional_latents_get_a_pca_scatter_and_skip_the_grid(tmp_path
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["latent_dist_vae5.png", "outputs_vae5.png", "sample_from_norm_vae5.png"]
     assert "skipped" in capsys.readouterr().out
-    fig = explore.latent_dist_figure(models.load_checkpoint(tmp_path / "vae5.pt"), torch.rand(50, 1, 28, 28),
+    fig = figures.latent_dist_figure(models.load_checkpoint(tmp_path / "vae5.pt"), torch.rand(50, 1, 28, 28),
                                      torch.arange(50) % 10)
     assert "PCA" in fig.axes[0].get_title()
 

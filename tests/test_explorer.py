@@ -13,6 +13,8 @@ import models
 
 from conftest import DATA_DIR, ROOT
 
+pytestmark = pytest.mark.slow  # a real headless browser
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # the flags a sandboxed root process on a machine without a network needs (no background fetches)
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--hide-scrollbars",

@@ -11,6 +11,7 @@ import data
 import explore_latent_space as explore
 import models
 import train
+from lab import figures
 
 N_TRAIN, N_TEST = data.VALIDATION_SIZE + 300, 100
 
@@ -65,6 +66,7 @@ def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, monkeypatch):
         data.load_dataset("fashion-mnist", str(tmp_path / "data"))
 
 
+@pytest.mark.slow
 def test_fashion_runs_never_collide_with_mnist_runs_and_figures_use_class_names(synthetic_fashion, tmp_path):
     ck = tmp_path / "ck"
     train.main(["--train_autoencoder", "--train_vae", "--dataset", "fashion-mnist", "--epochs", "1",
@@ -82,7 +84,7 @@ def test_fashion_runs_never_collide_with_mnist_runs_and_figures_use_class_names(
             "compare_latent_space_fashion-mnist.png"} <= names
     assert not any(n.startswith("latent_dist_auto") for n in names)
     test = data.load_dataset("fashion-mnist", str(synthetic_fashion))["test"]
-    fig = explore.latent_dist_figure(vae, test.images, test.labels, data.DATASETS["fashion-mnist"].classes, "class")
+    fig = figures.latent_dist_figure(vae, test.images, test.labels, data.DATASETS["fashion-mnist"].classes, "class")
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][:2] == ["T-shirt/top", "Trouser"]
 
 

@@ -84,6 +84,7 @@ def test_a_full_disk_while_drawing_keeps_the_previous_figures(tmp_path, capsys, 
     assert not leftovers(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_read_only_output_folder_fails_evaluate_with_one_line_and_keeps_the_old_report(tmp_path, capsys, monkeypatch):
     torch.manual_seed(0)
     models.save_checkpoint(tmp_path / "autoencoder.pt", models.AutoEncoder(hidden_dims=[8]).eval())

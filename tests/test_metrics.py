@@ -1,17 +1,17 @@
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from torch.distributions import Normal, kl_divergence
 
+import data
 import evaluate
-import metrics
 import models
 
-from conftest import DATA_DIR, ROOT
+from lab import judge, measures
+from conftest import DATA_DIR, ROOT, run_script
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def small_vae():
 
 def test_iwae_with_one_sample_equals_the_elbo_in_expectation(small_vae):
     images = torch.rand(20, 1, 28, 28)
-    iwae_k1 = torch.stack([metrics.iwae_nll(small_vae, images, k=1, seed=s).mean() for s in range(300)]).mean()
+    iwae_k1 = torch.stack([measures.iwae_nll(small_vae, images, k=1, seed=s).mean() for s in range(300)]).mean()
     torch.manual_seed(1)
     elbo = torch.stack([small_vae.loss(images)["total"].detach() for _ in range(300)]).mean()
     assert iwae_k1.item() == pytest.approx(elbo.item(), rel=2e-3)
@@ -31,18 +31,40 @@ def test_iwae_with_one_sample_equals_the_elbo_in_expectation(small_vae):
 def test_iwae_bound_does_not_get_looser_as_k_grows(small_vae):
     images = torch.rand(20, 1, 28, 28)
     # the bound tightens in expectation: average over draws, allow for the remaining noise
-    estimates = [sum(metrics.iwae_nll(small_vae, images, k=k, chunk=64, seed=s).mean().item() for s in range(5)) / 5
+    estimates = [sum(measures.iwae_nll(small_vae, images, k=k, chunk=64, seed=s).mean().item() for s in range(5)) / 5
                  for k in (1, 10, 100, 1000)]
     assert all(b <= a + 0.1 for a, b in zip(estimates, estimates[1:])), estimates
     assert estimates[-1] < estimates[0]
 
 
+def test_bounds_of_a_trained_vae_are_ordered_and_rate_and_distortion_recompute_by_hand(mnist):
+    """On the same images: -ELBO >= IWAE-k >= -log p(x) by quadrature (each a tighter bound than the last);
+    rate and distortion recomputed from encode_dist and decode with torch.distributions, not the model's loss."""
+    vae = models.load_checkpoint(os.path.join(ROOT, "checkpoints", "vae.pt"))
+    test = data.Split(mnist["test"].images[:200], mnist["test"].labels[:200])
+    terms = measures.evaluate_split(vae, test)
+    with torch.no_grad():
+        torch.manual_seed(0)  # evaluate_split draws z with seed 0, one batch: the same draw
+        mu, logvar = vae.encode_dist(test.images)
+        std = logvar.mul(0.5).exp()
+        z = mu + std * torch.randn_like(mu)
+        distortion = torch.nn.functional.binary_cross_entropy(vae.decode(z), test.images, reduction="sum") / 200
+        rate = kl_divergence(Normal(mu, std), Normal(0.0, 1.0)).sum(1).mean()
+    assert terms["loss_recon"] == pytest.approx(distortion.item(), rel=1e-4)
+    assert terms["loss_kl"] == pytest.approx(rate.item(), rel=1e-4)
+    neg_elbo = terms["loss_recon"] + terms["loss_kl"]
+    iwae = measures.iwae_nll(vae, test.images, k=100).mean().item()
+    exact = measures.quadrature_nll(vae, test.images, step=0.04).mean().item()
+    assert neg_elbo > iwae > exact, (neg_elbo, iwae, exact)
+    assert neg_elbo - exact < 10  # and they measure the same thing: a few nats apart, not tens
+
+
 def test_iwae_is_repeatable_for_a_seed_with_any_chunk_size(small_vae):
     images = torch.rand(5, 1, 28, 28)
-    a = metrics.iwae_nll(small_vae, images, k=100, chunk=100, seed=3)
-    b = metrics.iwae_nll(small_vae, images, k=100, chunk=100, seed=3)
+    a = measures.iwae_nll(small_vae, images, k=100, chunk=100, seed=3)
+    b = measures.iwae_nll(small_vae, images, k=100, chunk=100, seed=3)
     assert torch.equal(a, b)
-    assert metrics.iwae_nll(small_vae, images, k=100, chunk=7, seed=3).shape == (5,)
+    assert measures.iwae_nll(small_vae, images, k=100, chunk=7, seed=3).shape == (5,)
 
 
 def test_iwae_stays_finite_when_a_posterior_is_narrower_than_float32_can_hold():
@@ -57,7 +79,7 @@ def test_iwae_stays_finite_when_a_posterior_is_narrower_than_float32_can_hold():
     images = torch.rand(8, 1, 28, 28)
     mu = torch.tensor([[0.5, -1.0]]).expand(8, 2)
     point_mass = models.bernoulli_cross_entropy(vae.decode_logits(mu), images) + 0.5 * 1.25 + 300
-    estimate = metrics.iwae_nll(vae, images, k=1)
+    estimate = measures.iwae_nll(vae, images, k=1)
     assert torch.isfinite(estimate).all()
     assert (estimate <= point_mass + 1e-3).all() and (estimate > point_mass - 10).all()
 
@@ -69,18 +91,19 @@ def test_quadrature_of_a_decoder_that_ignores_its_code_is_its_cross_entropy():
         vae.decoder[-1].weight.zero_()  # p(x|z) is then the same for every z, so p(x) = p(x|z)
     images = torch.bernoulli(torch.rand(10, 1, 28, 28))
     exact = models.bernoulli_cross_entropy(vae.decode_logits(torch.zeros(10, 2)), images)
-    assert torch.allclose(metrics.quadrature_nll(vae, images), exact, atol=1e-3)
+    assert torch.allclose(measures.quadrature_nll(vae, images), exact, atol=1e-3)
     with pytest.raises(ValueError, match="2-D"):
-        metrics.quadrature_nll(models.VAE(hidden_dims=[16], latent_dim=3), images)
+        measures.quadrature_nll(models.VAE(hidden_dims=[16], latent_dim=3), images)
 
 
+@pytest.mark.slow
 def test_quadrature_converges_and_lies_under_the_iwae_bound_of_the_committed_vae():
     import data
     vae = models.load_checkpoint(os.path.join(ROOT, "checkpoints", "binarized-mnist_vae.pt"))
     images = data.load_dataset("binarized-mnist", DATA_DIR)["test"].images[:100]
-    fine = metrics.quadrature_nll(vae, images, step=0.02).mean().item()
-    coarse = metrics.quadrature_nll(vae, images, step=0.04).mean().item()
-    iwae = metrics.iwae_nll(vae, images, k=1000).mean().item()
+    fine = measures.quadrature_nll(vae, images, step=0.02).mean().item()
+    coarse = measures.quadrature_nll(vae, images, step=0.04).mean().item()
+    iwae = measures.iwae_nll(vae, images, k=1000).mean().item()
     assert abs(fine - coarse) < 0.02
     # the IWAE estimate is an upper bound on -log p(x) (in expectation), close to it at k = 1000
     assert fine < iwae < fine + 1.0, (fine, iwae)
@@ -91,24 +114,24 @@ def test_knn_is_perfect_on_separated_codes_and_near_chance_on_shuffled_labels():
     labels = torch.arange(2000) % 10
     centres = torch.randn(10, 2, generator=generator) * 100
     codes = centres[labels] + torch.randn(2000, 2, generator=generator)
-    assert metrics.knn_accuracy(codes[:1500], labels[:1500], codes[1500:], labels[1500:]) == 1.0
+    assert measures.knn_accuracy(codes[:1500], labels[:1500], codes[1500:], labels[1500:]) == 1.0
     shuffled = labels[torch.randperm(2000, generator=generator)]
-    assert abs(metrics.knn_accuracy(codes[:1500], shuffled[:1500], codes[1500:], shuffled[1500:]) - 0.1) < 0.05
+    assert abs(measures.knn_accuracy(codes[:1500], shuffled[:1500], codes[1500:], shuffled[1500:]) - 0.1) < 0.05
 
 
 def test_mmd_is_near_zero_for_the_prior_itself_and_large_for_a_shifted_cloud():
     generator = torch.Generator().manual_seed(0)
-    same = metrics.gaussian_mmd2(torch.randn(1000, 2, generator=generator), torch.randn(1000, 2, generator=generator))
-    shifted = metrics.gaussian_mmd2(torch.randn(1000, 2, generator=generator) * 5 + 3, torch.randn(1000, 2, generator=generator))
+    same = measures.gaussian_mmd2(torch.randn(1000, 2, generator=generator), torch.randn(1000, 2, generator=generator))
+    shifted = measures.gaussian_mmd2(torch.randn(1000, 2, generator=generator) * 5 + 3, torch.randn(1000, 2, generator=generator))
     assert abs(same) < 0.01 and shifted > 0.3
-    assert metrics.prior_match(torch.randn(5000, 2, generator=generator))["code_cov_distance_to_identity"] < 0.1
+    assert measures.prior_match(torch.randn(5000, 2, generator=generator))["code_cov_distance_to_identity"] < 0.1
 
 
 def test_ink_scores_and_all_black_baseline():
     images = torch.zeros(2, 1, 28, 28)
     images[:, :, 10:14, 10:14] = 1.0  # 16 ink pixels per image
-    assert metrics.reconstruction_metrics(images, images)["ink_f1"] == 1.0
-    baseline = metrics.all_black_baseline(images)
+    assert measures.reconstruction_metrics(images, images)["ink_f1"] == 1.0
+    baseline = measures.all_black_baseline(images)
     assert baseline["ink_f1"] == 0.0 and baseline["ink_iou"] == 0.0
     assert baseline["pixel_acc_0.5"] == pytest.approx(1 - 16 / 784)
 
@@ -117,23 +140,26 @@ def test_judge_entropy_and_confidence():
     class Fixed(torch.nn.Module):
         def forward(self, x):
             return torch.nn.functional.one_hot(torch.arange(len(x)) % 10, 10).float() * 20
-    verdict = metrics.judge_samples(Fixed(), torch.zeros(1000, 1, 28, 28))
+    verdict = judge.judge_samples(Fixed(), torch.zeros(1000, 1, 28, 28))
     assert verdict["confident"] == 1.0 and verdict["class_entropy_bits"] == pytest.approx(math.log2(10))
 
 
+@pytest.mark.slow
 def test_committed_classifier_reaches_its_accuracy_bar(mnist):
-    classifier = models.load_checkpoint(os.path.join(ROOT, evaluate.CLASSIFIER_PATH.format(dataset="mnist")))
-    assert evaluate.classifier_accuracy(classifier, mnist["test"]) >= evaluate.CLASSIFIER_ACCURACY_BAR
+    classifier = judge.load_judge(os.path.join(ROOT, judge.JUDGE_PATH.format(dataset="mnist")))
+    assert judge.accuracy(classifier, mnist["test"]) >= judge.ACCURACY_BAR
 
 
+@pytest.mark.slow
 def test_classifier_training_learns_from_a_subset(mnist):
     from data import Split
     subset = {"train": Split(mnist["train"].images[:3000], mnist["train"].labels[:3000]),
               "val": Split(mnist["val"].images[:1000], mnist["val"].labels[:1000])}
-    classifier = evaluate.train_classifier(subset, epochs=3).eval()
-    assert evaluate.classifier_accuracy(classifier, subset["val"]) > 0.9
+    classifier = judge.train_judge(subset, epochs=3).eval()
+    assert judge.accuracy(classifier, subset["val"]) > 0.9
 
 
+@pytest.mark.slow
 def test_evaluate_writes_json_and_markdown_for_every_checkpoint(tmp_path):
     ck = tmp_path / "ck"
     ck.mkdir()
@@ -142,7 +168,7 @@ def test_evaluate_writes_json_and_markdown_for_every_checkpoint(tmp_path):
     models.save_checkpoint(ck / "vae.pt", models.VAE(hidden_dims=[16]))
     models.save_checkpoint(ck / "vae_iwae.pt", models.VAE(hidden_dims=[16], iwae_k=3))
     evaluate.main(["--checkpoint_dir", str(ck), "-o", str(tmp_path / "out"), "--data_dir", DATA_DIR,
-                   "--classifier", os.path.join(ROOT, evaluate.CLASSIFIER_PATH.format(dataset="mnist")),
+                   "--classifier", os.path.join(ROOT, judge.JUDGE_PATH.format(dataset="mnist")),
                    "--iwae_k", "4", "--iwae_images", "50", "--num_samples", "200"])
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert set(report["models"]) == {"auto", "vae", "vae_iwae"}
@@ -157,6 +183,7 @@ def test_evaluate_writes_json_and_markdown_for_every_checkpoint(tmp_path):
     assert "| IWAE estimate" in (tmp_path / "out" / "metrics.md").read_text()
 
 
+@pytest.mark.slow
 def test_binarized_mnist_is_evaluated_on_its_binary_test_set_by_the_mnist_judge(tmp_path, monkeypatch):
     import data
     ck = tmp_path / "ck"
@@ -172,16 +199,17 @@ def test_binarized_mnist_is_evaluated_on_its_binary_test_set_by_the_mnist_judge(
     assert list(report["models"]) == ["binarized-mnist_vae"]
     binary_test = data.load_dataset("binarized-mnist", DATA_DIR)["test"]
     grey_test = data.load_dataset("mnist", DATA_DIR)["test"]
-    on_binary = metrics.evaluate(vae, binary_test)["loss_total"]
+    on_binary = measures.evaluate_split(vae, binary_test)["loss_total"]
     assert report["models"]["binarized-mnist_vae"]["test_loss_total"] == pytest.approx(on_binary, rel=1e-6)
     # (the cross-entropy is linear in the target, so on average it cannot tell the two test sets apart;
     # the all-black baseline, a fraction of thresholded pixels, can)
     baseline = report["all_black_baseline"]["pixel_acc_0.5"]
-    assert baseline == pytest.approx(metrics.all_black_baseline(binary_test.images)["pixel_acc_0.5"], abs=1e-6)
-    assert abs(baseline - metrics.all_black_baseline(grey_test.images)["pixel_acc_0.5"]) > 1e-3
+    assert baseline == pytest.approx(measures.all_black_baseline(binary_test.images)["pixel_acc_0.5"], abs=1e-6)
+    assert abs(baseline - measures.all_black_baseline(grey_test.images)["pixel_acc_0.5"]) > 1e-3
     assert report["classifier_test_accuracy"] > 0.95  # the MNIST judge, scored on the binary test digits
 
 
+@pytest.mark.slow
 def test_evaluate_on_the_validation_split_writes_its_own_report(tmp_path, monkeypatch, mnist):
     torch.manual_seed(0)
     vae = models.VAE(hidden_dims=[16])
@@ -190,25 +218,26 @@ def test_evaluate_on_the_validation_split_writes_its_own_report(tmp_path, monkey
     evaluate.main([str(tmp_path / "vae.pt"), "--split", "val", "--quadrature", "-o", str(tmp_path / "out"), "--data_dir", DATA_DIR,
                    "--iwae_k", "2", "--iwae_images", "20", "--num_samples", "100"])
     result = json.loads((tmp_path / "out" / "metrics_val.json").read_text())["models"]["vae"]
-    assert result["test_loss_total"] == pytest.approx(metrics.evaluate(vae, mnist["val"])["loss_total"], rel=1e-6)
-    assert result["quadrature_nll"] == pytest.approx(metrics.quadrature_nll(vae, mnist["val"].images[:20]).mean().item(), rel=1e-6)
+    assert result["test_loss_total"] == pytest.approx(measures.evaluate_split(vae, mnist["val"])["loss_total"], rel=1e-6)
+    assert result["quadrature_nll"] == pytest.approx(measures.quadrature_nll(vae, mnist["val"].images[:20]).mean().item(), rel=1e-6)
     assert "\n| validation set |" in (tmp_path / "out" / "metrics_val.md").read_text()
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 
 def test_evaluate_rejects_a_classifier_as_a_model_to_evaluate(tmp_path):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), os.path.join(ROOT, evaluate.CLASSIFIER_PATH.format(dataset="mnist")),
-                             "-o", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    result = run_script("evaluate.py", os.path.join(ROOT, judge.JUDGE_PATH.format(dataset="mnist")), "-o", tmp_path,
+                        cwd=ROOT)
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "classifier" in result.stderr
 
 
+@pytest.mark.slow
 def test_evaluation_metrics_reach_the_training_runs_tensorboard_hparams(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     import train
     train.main(["--train_vae", "--epochs", "1", "--hidden_dims", "16", "--max_train_images", "1000",
                 "--data_dir", DATA_DIR, "--checkpoint_dir", str(tmp_path / "ck"), "--logdir", str(tmp_path / "logs")])
     evaluate.main([str(tmp_path / "ck" / "vae.pt"), "-o", str(tmp_path / "out"), "--data_dir", DATA_DIR,
-                   "--classifier", os.path.join(ROOT, evaluate.CLASSIFIER_PATH.format(dataset="mnist")),
+                   "--classifier", os.path.join(ROOT, judge.JUDGE_PATH.format(dataset="mnist")),
                    "--iwae_k", "2", "--iwae_images", "20", "--num_samples", "100"])
     (run_dir,) = (tmp_path / "logs").iterdir()
     scalars = EventAccumulator(str(run_dir)).Reload().Tags()["scalars"]

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import nbformat
+import pytest
 
 from conftest import ROOT
 
@@ -11,12 +12,14 @@ from conftest import ROOT
 JUPYTER = os.path.join(os.path.dirname(sys.executable), "jupyter")
 
 
+@pytest.mark.slow
 def test_the_readmes_notebook_command_is_installed():
     result = subprocess.run([JUPYTER, "notebook", "--version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()[0].isdigit()
 
 
+@pytest.mark.slow
 def test_notebook_executes_through_the_installed_jupyter(tmp_path):
     result = subprocess.run([JUPYTER, "nbconvert", "--to", "notebook", "--execute", "notebook.ipynb",
                              "--output-dir", str(tmp_path), "--ExecutePreprocessor.timeout=120"],

@@ -12,7 +12,8 @@ import torch
 import models
 import train
 
-from conftest import DATA_DIR, ROOT
+from lab import files, training
+from conftest import DATA_DIR, ROOT, run_script
 
 QUICK = ["--hidden_dims", "64", "--max_train_images", "2000", "--batch_size", "100", "--data_dir", DATA_DIR]
 
@@ -25,10 +26,11 @@ def quick_train(folder, *extra):
     train.main([*QUICK, "--checkpoint_dir", str(folder / "ck"), "--logdir", str(folder / "logs"), *extra])
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path, monkeypatch):
     quick_train(tmp_path / "whole", "--train_vae", "--epochs", "3")
 
-    real_evaluate = train.metrics.evaluate
+    real_evaluate = training.measures.evaluate_split
     calls = []
 
     def interrupt_in_epoch_two(model, split, *a, **k):
@@ -37,12 +39,12 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path
             raise KeyboardInterrupt
         return real_evaluate(model, split, *a, **k)
 
-    monkeypatch.setattr(train.metrics, "evaluate", interrupt_in_epoch_two)
+    monkeypatch.setattr(training.measures, "evaluate_split", interrupt_in_epoch_two)
     with pytest.raises(SystemExit) as stop:
         quick_train(tmp_path / "split", "--train_vae", "--epochs", "3")
     assert stop.value.code == 130
     assert torch.load(tmp_path / "split" / "ck" / "vae.pt", weights_only=True)["epoch"] == 1
-    monkeypatch.setattr(train.metrics, "evaluate", real_evaluate)
+    monkeypatch.setattr(training.measures, "evaluate_split", real_evaluate)
     # flags that --resume ignores (the checkpoint's settings win)
     quick_train(tmp_path / "split", "--train_vae", "--epochs", "7", "--lr", "0.5", "--resume")
 
@@ -62,6 +64,7 @@ def test_resume_of_a_finished_or_missing_run_is_a_clear_error(tmp_path, capsys):
         assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_sigterm_keeps_the_last_completed_epoch_and_exits_without_a_traceback(tmp_path):
     process = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "train.py"), *QUICK, "--train_vae", "--epochs", "500",
@@ -86,9 +89,8 @@ def test_sigterm_keeps_the_last_completed_epoch_and_exits_without_a_traceback(tm
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     quick_train(tmp_path, "--train_autoencoder", "--epochs", "1")
     good = weights(tmp_path / "ck" / "autoencoder.pt")
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *QUICK, "--train_autoencoder",
-                             "--lr", "1e30", "--epochs", "2", "--checkpoint_dir", str(tmp_path / "ck"),
-                             "--logdir", str(tmp_path / "logs")], capture_output=True, text=True)
+    result = run_script("train.py", *QUICK, "--train_autoencoder", "--lr", "1e30", "--epochs", "2",
+                        "--checkpoint_dir", tmp_path / "ck", "--logdir", tmp_path / "logs")
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "--lr" in result.stderr
     # the failed run wrote no checkpoint; the earlier run's file is where it was
     kept = weights(tmp_path / "ck" / "autoencoder.pt")
@@ -197,9 +199,8 @@ def test_a_failed_write_leaves_the_previous_checkpoint_valid(tmp_path, monkeypat
                                           ("--batch_size", "1.5"), ("--beta", "x"),
                                           ("--max_grad_norm", "-1")])
 def test_bad_numbers_write_nothing(tmp_path, flag, value):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--train_vae", flag, value,
-                             "--checkpoint_dir", str(tmp_path / "ck"), "--logdir", str(tmp_path / "logs")],
-                            capture_output=True, text=True)
+    result = run_script("train.py", "--train_vae", flag, value, "--checkpoint_dir", tmp_path / "ck",
+                        "--logdir", tmp_path / "logs")
     assert result.returncode == 2 and result.stderr.startswith(f"error: argument {flag}")
     assert list(tmp_path.iterdir()) == []
 
@@ -207,17 +208,14 @@ def test_bad_numbers_write_nothing(tmp_path, flag, value):
 def test_an_unwritable_checkpoint_folder_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--train_vae",
-                             "--checkpoint_dir", str(blocker / "ck"), "--logdir", str(tmp_path / "logs")],
-                            capture_output=True, text=True)
+    result = run_script("train.py", "--train_vae", "--checkpoint_dir", blocker / "ck", "--logdir", tmp_path / "logs")
     assert result.returncode == 2 and result.stderr.startswith(f"error: {blocker / 'ck'}")
 
 
 def test_a_failed_figure_or_metrics_write_leaves_the_previous_file_valid(tmp_path, monkeypatch):
     import builtins
-    import cli
     path = tmp_path / "metrics.json"
-    cli.write_atomically(path, '{"old": 1}\n')
+    files.write_atomically(path, '{"old": 1}\n')
     real_open = builtins.open
 
     def open_then_fill_the_disk(file, mode="r", *a, **k):
@@ -227,8 +225,8 @@ def test_a_failed_figure_or_metrics_write_leaves_the_previous_file_valid(tmp_pat
         return handle
 
     monkeypatch.setattr(builtins, "open", open_then_fill_the_disk)
-    with pytest.raises(cli.UserError, match="metrics.json: cannot write it .No space left on device"):
-        cli.write_atomically(path, b"new bytes of a png")
+    with pytest.raises(files.UserError, match="metrics.json: cannot write it .No space left on device"):
+        files.write_atomically(path, b"new bytes of a png")
     monkeypatch.setattr(builtins, "open", real_open)
     assert path.read_text() == '{"old": 1}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]

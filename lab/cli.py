@@ -1,16 +1,15 @@
-"""What the command-line scripts share: argument types and the one way they report bad input.
-
-Bad input (a flag, a file, a checkpoint, data) ends a script with one line `error: ...` on
-stderr and exit status 2, never a traceback.
+"""What the command-line scripts share: argument types, --device, which checkpoints to read, and the one
+way they report bad input: one line `error: ...` on stderr, exit status 2, never a traceback.
 """
 import argparse
+import contextlib
 import math
 import os
 import sys
 
-
-class UserError(Exception):
-    """Bad input a user can fix; main() prints it as one `error:` line and exits 2."""
+import data
+import models
+from lab.files import UserError, os_error_message
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -51,19 +50,6 @@ def non_negative_float(text):
     return _number(text, float, lambda v: v >= 0, "zero or a positive number")
 
 
-def writable_dir(path):
-    """Create path if needed and check that files can be written there."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"{path}: cannot create the folder ({e.strerror})") from None
-    if not os.path.isdir(path):
-        raise UserError(f"{path}: exists and is not a folder")
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UserError(f"{path}: folder is not writable")
-    return path
-
-
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -71,7 +57,7 @@ def add_device_arguments(parser):
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="where to compute: cuda (NVIDIA GPU), mps (Apple silicon GPU), cpu, or auto: CUDA if "
                              "present, else MPS if present, else the CPU (default: %(default)s)")
-    parser.add_argument("--use_cuda", action="store_true", help="the same as --device cuda (the seed's spelling)")
+    parser.add_argument("--use_cuda", action="store_true", help="the same as --device cuda (the original project's spelling)")
 
 
 def mps_available():
@@ -121,31 +107,47 @@ def checkpoint_paths(args):
     return paths
 
 
-def write_atomically(path, content):
-    """Write content (bytes or text) next to path and rename it over path.
 
-    A crash, a full disk or a read-only folder mid-write leaves the previous file whole and no temporary
-    file behind; the failure is a UserError naming the file.
-    """
-    tmp_path = f"{path}.tmp{os.getpid()}"
+
+def dataset_prefix(dataset):
+    return "" if dataset == "mnist" else f"{dataset}_"
+
+
+FIGURE_SUFFIX = {"autoencoder": "auto", "vae": "vae"}  # the original project's names for the two default models
+
+
+def output_name(checkpoint_path, dataset="mnist"):
+    """auto / vae / <stem> for MNIST checkpoints; fashion-mnist_auto, ... for other datasets' (figure and table names)."""
+    stem = os.path.splitext(os.path.basename(checkpoint_path))[0]
+    prefix = dataset_prefix(dataset)
+    if prefix and stem.startswith(prefix):
+        stem = stem[len(prefix):]
+    return prefix + FIGURE_SUFFIX.get(stem, stem)
+
+
+def load_selected_checkpoints(args, device="cpu"):
+    """{path: model} for the checkpoints named, else those of --dataset in --checkpoint_dir (all checked first)."""
+    loaded = {path: models.load_checkpoint(path, map_location=device) for path in checkpoint_paths(args)}
+    if not args.checkpoints:
+        loaded = {path: model for path, model in loaded.items() if model.dataset == args.dataset}
+        if not loaded:
+            raise UserError(f"no {args.dataset} checkpoints in {args.checkpoint_dir}/; train some with "
+                            f"`python train.py --train_autoencoder --train_vae --dataset {args.dataset}`")
+    return loaded
+
+
+@contextlib.contextmanager
+def errors_as_one_line():
+    """Bad input and faults of the machine end the script as one `error:` line and exit status 2."""
     try:
-        with open(tmp_path, "wb" if isinstance(content, bytes) else "w") as f:
-            f.write(content)
-        os.replace(tmp_path, path)
-    except OSError as e:
-        raise UserError(f"{path}: cannot write it ({e.strerror or e}); any previous version is unchanged") from None
-    finally:
-        remove_quietly(tmp_path)
+        yield
+    except (UserError, data.DataError, models.CheckpointError) as e:
+        exit_with_error(str(e))
+    except OSError as e:  # the machine's fault, not the user's: a full disk, a read-only or vanished folder
+        exit_with_error(os_error_message(e))
 
 
-def remove_quietly(path):
-    try:
-        os.remove(path)
-    except OSError:  # not there (the usual case), or the folder refuses: nothing more we can do
-        pass
-
-
-def os_error_message(error):
-    """An error of the operating system (full disk, read-only or missing folder) as `<file>: <why>`."""
-    why = error.strerror or str(error)
-    return f"{error.filename}: {why}" if error.filename else why
+def command_line(script, argv=None):
+    """The command as a user would type it again, for the reports' "made by" lines."""
+    import shlex
+    return f"python {script}" + "".join(" " + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))

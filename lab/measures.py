@@ -1,13 +1,14 @@
-"""Numbers that describe a trained model, each computed by one small function.
+"""Numbers that describe one trained model, each computed by one small function.
 
-All losses are in nats per image; accuracies are fractions in [0, 1].
+All losses are in nats per image; accuracies are fractions in [0, 1]. Measures of generated images
+(which need the judge) are in sample_measures.py; statistics over seeds in seed_statistics.py.
 """
 import math
 
 import torch
 import torch.nn.functional as F
 
-PIXEL_THRESHOLDS = (0.5, 0.6)  # 0.5: a pixel is "ink" when more likely on than off; 0.6: the seed's number
+PIXEL_THRESHOLDS = (0.5, 0.6)  # 0.5: a pixel is "ink" when more likely on than off; 0.6: the original project's number
 
 
 def pixel_accuracy(reconstruction, x, threshold):
@@ -16,7 +17,7 @@ def pixel_accuracy(reconstruction, x, threshold):
 
 
 @torch.no_grad()
-def evaluate(model, split, batch_size=1000, seed=0):
+def evaluate_split(model, split, batch_size=1000, seed=0):
     """Mean loss terms and pixel accuracies of model over a data split.
 
     The VAE's loss draws z ~ q(z|x); a fixed seed makes that draw the same every time, and
@@ -41,7 +42,6 @@ def evaluate(model, split, batch_size=1000, seed=0):
 
 
 INK_THRESHOLD = 0.5  # a pixel is ink when its grey level (or predicted probability) exceeds this
-CONFIDENT = 0.9  # a generated image "is a digit" when the judge gives one class at least this probability
 
 
 @torch.no_grad()
@@ -78,20 +78,13 @@ def iwae_nll(model, images, k=1000, chunk=50, seed=0):
     drawn `chunk` at a time and combined with a running logsumexp, so memory stays at chunk x images
     (50 x 100 images: 16 MB of logits, which stays in the CPU cache and is faster than larger chunks).
     """
-    from models import bernoulli_cross_entropy
     generator = torch.Generator(device=images.device).manual_seed(seed)
     mu, logvar = model.encode_dist(images)
-    std = torch.exp(0.5 * logvar)
     log_weights = []
     for start in range(0, k, chunk):
-        n = min(chunk, k - start)
-        eps = torch.randn(n, *mu.shape, generator=generator, device=mu.device)
-        z = mu + std * eps  # n x B x latent
-        # log p(z) - log q(z|x) with (z - mu) / std written as eps (the 2*pi terms cancel): where a posterior
-        # is so narrow that std underflows to 0 (beta = 0 lets codes shrink to points), (z - mu) / std is 0/0
-        log_prior_minus_log_q = 0.5 * (eps.pow(2) - z.pow(2) + logvar).sum(-1)
-        log_likelihood = -bernoulli_cross_entropy(model.decode_logits(z), images)  # n x B
-        log_weights.append(torch.logsumexp(log_likelihood + log_prior_minus_log_q, dim=0))
+        eps = torch.randn(min(chunk, k - start), *mu.shape, generator=generator, device=mu.device)
+        log_w, _, _ = model.log_importance_weights(images, mu, logvar, eps)  # n x B
+        log_weights.append(torch.logsumexp(log_w, dim=0))
     log_px = torch.logsumexp(torch.stack(log_weights), dim=0) - math.log(k)
     return -log_px  # one value per image
 
@@ -144,6 +137,13 @@ def knn_accuracy(train_codes, train_labels, test_codes, test_labels, k=5, batch_
     return correct / len(test_codes)
 
 
+def latent_grid(grid_range, grid_size):
+    """grid_size^2 latent points on [-grid_range, grid_range]^2, row by row from the top (z2 high)."""
+    ticks = torch.linspace(-grid_range, grid_range, grid_size)
+    z2, z1 = torch.meshgrid(ticks.flip(0), ticks, indexing="ij")
+    return torch.stack([z1.flatten(), z2.flatten()], dim=1)
+
+
 def gaussian_mmd2(x, y, bandwidths=(0.5, 1.0, 2.0, 4.0)):
     """Squared maximum mean discrepancy between samples x and y (unbiased; sum of RBF kernels).
 
@@ -168,140 +168,6 @@ def prior_match(codes, n=2000, seed=0):
     return {"code_mean_norm": codes.mean(0).norm().item(),
             "code_cov_distance_to_identity": (covariance - torch.eye(codes.shape[1])).norm().item(),
             "mmd2_to_prior": gaussian_mmd2(subset, prior)}
-
-
-@torch.no_grad()
-def judge_samples(classifier, images):
-    """Share of images the classifier labels with confidence >= CONFIDENT, and the entropy (bits)
-    of the histogram of its predicted classes (log2(10) = 3.32 bits when all ten are equally common)."""
-    probabilities = torch.cat([torch.softmax(classifier(images[i:i + 1000]), 1) for i in range(0, len(images), 1000)])
-    confidence, predicted = probabilities.max(1)
-    histogram = torch.bincount(predicted, minlength=10).float() / len(predicted)
-    entropy = -(histogram[histogram > 0] * histogram[histogram > 0].log2()).sum().item()
-    return {"confident": (confidence >= CONFIDENT).float().mean().item(), "class_entropy_bits": entropy}
-
-
-# ---- Sample quality in the field's terms (the study, study.py) ----
-
-@torch.no_grad()
-def judge_features(classifier, images, batch_size=1000):
-    """The judge CNN's last hidden layer (after its ReLU) for each image: N x hidden_dim.
-
-    Heusel et al. (2017) compute the Fréchet distance in Inception-v3's pool features; for MNIST they
-    recommend a network trained on the data itself, and this digit classifier is ours.
-    """
-    penultimate = torch.nn.Sequential(classifier.features, *list(classifier.head)[:-1])
-    return torch.cat([penultimate(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
-
-
-class _GivenFeatures(torch.nn.Identity):
-    """Hands features we computed ourselves to torchmetrics, so each image set is passed through the judge once."""
-
-    def __init__(self, num_features):
-        super().__init__()
-        self.num_features = num_features
-
-
-def frechet_distance(real_features, fake_features):
-    """Fréchet distance between Gaussians fitted to two feature sets (FID, Heusel et al. 2017):
-
-        ||mu_r - mu_f||^2 + Tr(S_r + S_f - 2 (S_r S_f)^(1/2))
-
-    computed by torchmetrics' FrechetInceptionDistance (in float64) with our features in place of Inception's.
-    """
-    from torchmetrics.image.fid import FrechetInceptionDistance
-    fid = FrechetInceptionDistance(feature=_GivenFeatures(real_features.shape[1]))
-    fid.update(real_features.cpu().double(), real=True)
-    fid.update(fake_features.cpu().double(), real=False)
-    return max(0.0, fid.compute().item())  # the eigenvalue route can land a hair below zero for equal sets
-
-
-def kth_neighbour_radius(features, k, batch_size=1000):
-    """Distance from each point to its k-th nearest other point of the same set."""
-    radii = []
-    for i in range(0, len(features), batch_size):
-        d = torch.cdist(features[i:i + batch_size], features)
-        # the (k+1)-th smallest: the point itself is at distance 0 (topk: 10x faster than kthvalue on the CPU)
-        radii.append(d.topk(k + 1, dim=1, largest=False).values[:, -1])
-    return torch.cat(radii)
-
-
-def _share_inside_balls(points, centres, radii, batch_size=1000):
-    """Fraction of points that fall inside at least one ball (centre, radius)."""
-    inside = 0
-    for i in range(0, len(points), batch_size):
-        d = torch.cdist(points[i:i + batch_size], centres)
-        inside += (d <= radii[None, :]).any(dim=1).sum().item()
-    return inside / len(points)
-
-
-def precision_recall(real_features, fake_features, k=3, real_radii=None):
-    """Improved precision and recall (Kynkäänniemi et al. 2019).
-
-    Each set's manifold is the union of balls around its points reaching their k-th nearest neighbour.
-    precision: share of generated samples inside the real manifold (do the samples look like data?);
-    recall: share of real images inside the generated manifold (how much of the data do they cover?).
-    real_radii: kth_neighbour_radius(real_features, k), when the caller compares many sets with one reference.
-    """
-    real, fake = real_features.cpu().float(), fake_features.cpu().float()
-    real_radii = kth_neighbour_radius(real, k) if real_radii is None else real_radii
-    return {"precision": _share_inside_balls(fake, real, real_radii),
-            "recall": _share_inside_balls(real, fake, kth_neighbour_radius(fake, k))}
-
-
-def fitted_gaussian_sampler(codes, seed=0):
-    """A function n -> n codes drawn (with a fixed seed) from the Gaussian with the mean and covariance of `codes`."""
-    codes = codes.cpu().double()
-    mean, cholesky = codes.mean(0), torch.linalg.cholesky(torch.cov(codes.T).reshape(codes.shape[1], codes.shape[1]))
-
-    def sample(n):
-        eps = torch.randn(n, len(mean), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-        return (mean + eps @ cholesky.T).float()
-    return sample
-
-
-def fitted_mixture_sampler(codes, components=10, seed=0):
-    """A function n -> n codes drawn (with a fixed seed) from a Gaussian mixture fitted to `codes` by EM (scikit-learn).
-
-    Ghosh et al. (2020), "From Variational to Deterministic Autoencoders": an autoencoder becomes a
-    generative model once a density is fitted to its codes after training (ex-post density estimation).
-    """
-    from sklearn.mixture import GaussianMixture
-    mixture = GaussianMixture(components, covariance_type="full", random_state=seed).fit(codes.cpu().double().numpy())
-
-    def sample(n):
-        z, _ = mixture.sample(n)  # drawn from random_state=seed; grouped by component, hence the shuffle
-        return torch.from_numpy(z).float()[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
-    return sample
-
-
-# ---- Statistics over seeds ----
-
-def mean_ci95(values):
-    """Mean and 95 % confidence interval of the mean (Student t, n - 1 degrees of freedom).
-
-    With one value the interval is (nan, nan): a single run says nothing about the spread.
-    """
-    from scipy import stats
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, (math.nan, math.nan)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    return mean, (mean - half, mean + half)
-
-
-def verdict(ci95, direction):
-    """Read a claim off the 95 % interval of a difference: direction +1 if the claim says it is positive,
-    -1 if it says negative. "holds" (interval excludes 0 on the claim's side), "reversed" (on the other
-    side) or "not shown" (interval contains 0, or there is no interval)."""
-    low, high = ci95
-    if math.isnan(low) or math.isnan(high):
-        return "not shown"
-    if low > 0 or high < 0:
-        return "holds" if (low > 0) == (direction > 0) else "reversed"
-    return "not shown"
 
 
 def active_dimensions(posterior_means, threshold=0.01):

@@ -1,0 +1,57 @@
+"""Every measure of one trained AutoEncoder or VAE, as evaluate.py's report lists them (the study adds its
+sample measures on top, seed_study.py)."""
+from argparse import Namespace
+
+import torch
+
+import models
+from lab import measures, samplers
+from lab.judge import judge_samples
+
+# what evaluate.py computes unless its flags say otherwise (the study uses exactly these)
+DEFAULTS = Namespace(seed=0, iwae_k=1000, iwae_images=10000, num_samples=10000, grid_range=1.5, grid_size=20,
+                     quadrature=False, split="test")
+
+
+@torch.no_grad()
+def encode_splits(model, splits, split="test"):
+    """The codes of the training images (as the model saw them: one fixed binarisation for binarised MNIST) and
+    of the evaluated split; the VAE's are posterior means. Computed once per model and shared by every measure."""
+    return {"train": models.encode_in_batches(model, splits["train"].sample_images()),
+            split: models.encode_in_batches(model, splits[split].images)}
+
+
+@torch.no_grad()
+def evaluate_model(model, splits, judge, args=DEFAULTS, codes=None):
+    """Every measure of one trained AE or VAE, as a flat dict (codes: encode_splits' result, if at hand)."""
+    split = getattr(args, "split", "test")
+    test = splits[split]
+    device = test.images.device
+    codes = codes or encode_splits(model, splits, split)
+    train_codes, test_codes = codes["train"], codes[split]
+    result = {f"test_{k}": v for k, v in measures.evaluate_split(model, test).items() if k.startswith("loss_")}
+    if "test_loss_elbo" in result:  # trained on the IWAE bound: the table's row is the -ELBO, like every VAE's
+        result["test_loss_training_bound"] = result["test_loss_total"]
+        result["test_loss_total"] = result.pop("test_loss_elbo")
+    result |= measures.reconstruction_metrics(measures.reconstruct_in_batches(model, test.images), test.images)
+    if model.kind == "vae":
+        n = args.iwae_images
+        result[f"iwae_nll_k{args.iwae_k}"] = measures.iwae_nll_of_split(model, test.images[:n], k=args.iwae_k,
+                                                                        seed=args.seed)
+        result["iwae_images"] = min(n, len(test))
+        if getattr(args, "quadrature", False) and model.latent_dim == 2:
+            result["quadrature_nll"] = measures.quadrature_nll(model, test.images[:n]).mean().item()
+    result["knn5_accuracy"] = measures.knn_accuracy(train_codes, splits["train"].labels, test_codes, test.labels, k=5)
+    result |= measures.prior_match(test_codes, seed=args.seed)
+
+    prior_codes = samplers.prior_sampler(model.latent_dim, args.seed)(args.num_samples).to(device)
+    result |= {f"prior_samples_{k}": v for k, v in judge_samples(judge, model.decode(prior_codes)).items()}
+    if model.latent_dim == 2:
+        grid = measures.latent_grid(args.grid_range, args.grid_size).to(device)
+        result["grid_confident"] = judge_samples(judge, model.decode(grid))["confident"]
+    if model.kind == "autoencoder":
+        # the fair way to sample an AutoEncoder: a Gaussian fitted to its training codes
+        fitted = samplers.fitted_gaussian_sampler(train_codes, args.seed)(args.num_samples).to(device)
+        result |= {f"fitted_gaussian_samples_{k}": v for k, v in judge_samples(judge, model.decode(fitted)).items()}
+    return result
+

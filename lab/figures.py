@@ -1,0 +1,150 @@
+"""One function per figure: each takes a model (and data) and returns a matplotlib Figure.
+
+explore_latent_space.py saves them for every checkpoint; the notebook shows them; the study's own figures are
+in study_figures.py. For the two default models the files are named <figure>_auto.png and <figure>_vae.png.
+"""
+import io
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+import data
+from lab.files import write_atomically
+from lab.measures import latent_grid
+from models import encode_in_batches
+
+MODEL_TITLE = {"autoencoder": "AutoEncoder", "vae": "VAE"}
+INTERPOLATION_DIGITS = [(0, 6), (1, 7), (3, 8), (4, 9), (2, 5)]  # pairs of digits to walk between
+DPI = 100
+
+
+def model_title(model):
+    title = MODEL_TITLE[model.kind]
+    beta = getattr(model, "beta", 1)
+    return title if beta == 1 else f"{title} (β = {beta:g})"
+
+
+def show_image_grid(ax, images, nrow, title):
+    grid = data.image_grid(images.cpu(), nrow=nrow, padding=2, pad_value=1)[0]
+    ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title)
+    ax.axis("off")
+
+
+@torch.no_grad()
+def outputs_figure(model, images):
+    """Inputs beside their reconstructions."""
+    fig, (ax_in, ax_out) = plt.subplots(1, 2, figsize=(8, 2.6), dpi=DPI)
+    show_image_grid(ax_in, images, 8, "inputs (test images)")
+    show_image_grid(ax_out, model.reconstruct(images), 8, "reconstructions")
+    fig.suptitle(f"{model_title(model)}: reconstructions")
+    fig.tight_layout()
+    return fig
+
+
+def project_to_2d(codes):
+    """The codes themselves when 2-D, else their projection on the two leading principal axes."""
+    if codes.shape[1] == 2:
+        return codes, False
+    centred = codes - codes.mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ v[:2].T, True
+
+
+@torch.no_grad()
+def latent_dist_figure(model, images, labels, class_names=data.DATASETS["mnist"].classes, legend_title="digit"):
+    """Test images encoded onto the latent plane, coloured by class."""
+    codes, projected = project_to_2d(encode_in_batches(model, images).cpu())
+    fig, ax = plt.subplots(figsize=(6.4, 6), dpi=DPI)
+    colours = plt.get_cmap("tab10")
+    for label, class_name in enumerate(class_names):
+        pts = codes[labels.cpu() == label]
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.6, color=colours(label), label=class_name, rasterized=True)
+    ax.set_aspect("equal", adjustable="datalim")
+    what = "codes" if model.kind == "autoencoder" else "posterior means"
+    ax.set_title(f"{model_title(model)}: {len(codes):,} test {what}"
+                 + (f"\n(PCA projection of the {model.latent_dim}-D codes)" if projected else ""))
+    ax.set_xlabel("PC 1" if projected else "$z_1$")
+    ax.set_ylabel("PC 2" if projected else "$z_2$")
+    ax.legend(title=legend_title, markerscale=5, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def latent_space_figure(model, grid_range=1.5, grid_size=20, codes=None):
+    """The decoder over a regular grid of latent points, as one image with latent axes.
+
+    codes (optional, N x 2): drawn faintly on top, to show where the data lives.
+    """
+    device = next(model.parameters()).device
+    tiles = model.decode(latent_grid(grid_range, grid_size).to(device)).cpu()
+    image = data.image_grid(tiles, nrow=grid_size, padding=0)[0].numpy()
+    half_step = grid_range / (grid_size - 1) if grid_size > 1 else grid_range
+    extent = [-grid_range - half_step, grid_range + half_step] * 2
+    fig, ax = plt.subplots(figsize=(6.4, 6.4), dpi=DPI)
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1, extent=extent, interpolation="nearest")
+    if codes is not None:
+        ax.scatter(codes[:, 0].cpu(), codes[:, 1].cpu(), s=1, alpha=0.15, color="tab:orange", rasterized=True)
+        ax.set_xlim(extent[:2])
+        ax.set_ylim(extent[2:])
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.set_title(f"{model_title(model)}: decoder over a {grid_size}×{grid_size} grid on "
+                 f"[-{grid_range:g}, {grid_range:g}]²")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def sample_from_norm_figure(model, n=100, seed=0):
+    """Images decoded from latent codes drawn from the prior N(0, I)."""
+    z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    device = next(model.parameters()).device
+    fig, ax = plt.subplots(figsize=(5.4, 5.8), dpi=DPI)
+    show_image_grid(ax, model.decode(z.to(device)), int(round(n ** 0.5)), f"{model_title(model)}: decoded z ~ N(0, I)")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def interpolation_figure(model, images, labels, steps=10, digit_pairs=INTERPOLATION_DIGITS):
+    """For pairs of test digits: the decoder along the straight line between their codes."""
+    rows = []
+    for a, b in digit_pairs:
+        x_a = images[(labels == a).nonzero()[0, 0]]
+        x_b = images[(labels == b).nonzero()[0, 0]]
+        z_a, z_b = model.encode(torch.stack([x_a, x_b]))
+        t = torch.linspace(0, 1, steps, device=z_a.device).unsqueeze(1)
+        path = model.decode((1 - t) * z_a + t * z_b)
+        rows.append(torch.cat([x_a[None], path, x_b[None]]))
+    fig, ax = plt.subplots(figsize=(7.5, 0.63 * len(digit_pairs) + 0.9), dpi=DPI)
+    show_image_grid(ax, torch.cat(rows), steps + 2,
+                    f"{model_title(model)}: straight lines in latent space\n"
+                    "(first and last column: the two test images; between: decoded)")
+    fig.tight_layout()
+    return fig
+
+
+def figure_to_array(fig):
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3]
+
+
+def side_by_side(left, right):
+    """One image holding two figures next to each other (heights padded with white)."""
+    a, b = figure_to_array(left), figure_to_array(right)
+    height = max(a.shape[0], b.shape[0])
+    pad = lambda img: np.pad(img, ((0, height - img.shape[0]), (0, 0), (0, 0)), constant_values=255)  # noqa: E731
+    return np.concatenate([pad(a), pad(b)], axis=1)
+
+
+def save_atomically(path, figure_or_array):
+    """Save a figure (or an RGB array) as a PNG; a crash mid-write leaves the old file whole."""
+    buffer = io.BytesIO()
+    if isinstance(figure_or_array, np.ndarray):
+        plt.imsave(buffer, figure_or_array, format="png", metadata={"Software": None})
+    else:
+        figure_or_array.savefig(buffer, format="png", metadata={"Software": None})
+    write_atomically(path, buffer.getvalue())

@@ -1,0 +1,111 @@
+"""The judge: a small CNN classifier of the dataset's images, which scores what a generative model draws.
+
+It is not a generative model (it has no encode or decode), so it has its own checkpoint kind,
+"classifier", which models.load_checkpoint refuses and load_judge alone reads.
+
+    python evaluate.py --train_classifier     # trains it -> checkpoints/judges/<dataset>_cnn.pt
+"""
+import os
+
+import torch
+import torch.nn as nn
+
+import data
+import models
+from lab.files import UserError
+
+JUDGE_PATH = os.path.join("checkpoints", "judges", "{dataset}_cnn.pt")
+CONFIDENT = 0.9  # a generated image "is a digit" when the judge gives one class at least this probability
+ACCURACY_BAR = 0.985  # the MNIST judge's test accuracy must reach this (tests/test_judge.py)
+
+
+class DigitClassifier(nn.Module):
+    """Two 5x5 conv layers with max-pooling, then two linear layers; about 99 % on the MNIST test set
+    after three epochs, which is all a judge of 28x28 samples needs."""
+    kind = "classifier"
+
+    def __init__(self, num_classes=10, channels=(32, 64), hidden_dim=128):
+        super().__init__()
+        self.model_args = dict(num_classes=num_classes, channels=list(channels), hidden_dim=hidden_dim)
+        c1, c2 = channels
+        self.features = nn.Sequential(
+            nn.Conv2d(1, c1, 5), nn.ReLU(), nn.MaxPool2d(2),  # 28 -> 24 -> 12
+            nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),  # 12 -> 8 -> 4
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c2 * 4 * 4, hidden_dim), nn.ReLU(),
+                                  nn.Linear(hidden_dim, num_classes))
+
+    def forward(self, x):
+        """Class logits of images B x 1 x 28 x 28 in [0, 1]."""
+        return self.head(self.features(x))
+
+
+def judge_path(dataset):
+    """Where the judge of a dataset's models lives (binarised MNIST: the MNIST judge)."""
+    return JUDGE_PATH.format(dataset=data.DATASETS[dataset].judge or dataset)
+
+
+def load_judge(path, map_location="cpu"):
+    """The judge stored in path, in eval mode."""
+    checkpoint = models.read_checkpoint(path, map_location, kinds=(DigitClassifier.kind,))
+    judge = DigitClassifier(**checkpoint["model_args"])
+    try:
+        judge.load_state_dict(checkpoint["model_state"])
+    except RuntimeError as e:
+        raise models.CheckpointError(f"{path}: weights do not fit the judge ({str(e).splitlines()[0][:200]})") from None
+    return judge.to(map_location).eval()
+
+
+def load_judge_of(dataset, map_location="cpu"):
+    path = judge_path(dataset)
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no judge for {dataset}; train it with "
+                        f"`python evaluate.py --train_classifier --dataset {dataset}`")
+    return load_judge(path, map_location)
+
+
+@torch.no_grad()
+def accuracy(judge, split):
+    correct = sum((judge(images).argmax(1) == labels).sum().item() for images, labels in split.batches(1000))
+    return correct / len(split)
+
+
+def train_judge(splits, epochs=3, batch_size=128, lr=1e-3, seed=0):
+    """Adam, a few epochs on the 55 000 training images."""
+    torch.manual_seed(seed)
+    judge = DigitClassifier().to(splits["train"].images.device)
+    optimizer = torch.optim.Adam(judge.parameters(), lr=lr)
+    order = torch.Generator().manual_seed(seed)
+    for epoch in range(1, epochs + 1):
+        judge.train()
+        for images, labels in splits["train"].batches(batch_size, shuffle=True, generator=order):
+            loss = torch.nn.functional.cross_entropy(judge(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        judge.eval()
+        print(f"classifier epoch {epoch}/{epochs}  validation accuracy {100 * accuracy(judge, splits['val']):.2f}%",
+              flush=True)
+    return judge
+
+
+@torch.no_grad()
+def judge_samples(judge, images):
+    """Share of images the judge labels with confidence >= CONFIDENT, and the entropy (bits)
+    of the histogram of its predicted classes (log2(10) = 3.32 bits when all ten are equally common)."""
+    probabilities = torch.cat([torch.softmax(judge(images[i:i + 1000]), 1) for i in range(0, len(images), 1000)])
+    confidence, predicted = probabilities.max(1)
+    histogram = torch.bincount(predicted, minlength=10).float() / len(predicted)
+    entropy = -(histogram[histogram > 0] * histogram[histogram > 0].log2()).sum().item()
+    return {"confident": (confidence >= CONFIDENT).float().mean().item(), "class_entropy_bits": entropy}
+
+
+@torch.no_grad()
+def judge_features(judge, images, batch_size=1000):
+    """The judge's last hidden layer (after its ReLU) for each image: N x hidden_dim.
+
+    Heusel et al. (2017) compute the Fréchet distance in Inception-v3's pool features; for MNIST they
+    recommend a network trained on the data itself, and this classifier is ours.
+    """
+    penultimate = torch.nn.Sequential(judge.features, *list(judge.head)[:-1])
+    return torch.cat([penultimate(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])

@@ -1,0 +1,177 @@
+"""Markdown tables and README blocks, drawn from the result dicts alone (evaluate.py's report, study.json,
+beta_sweep.json): a report never computes a number, so rerunning it never retrains or re-evaluates."""
+import os
+import re
+
+from lab.cli import dataset_prefix
+from lab.files import write_atomically
+from lab.sample_measures import SAMPLE_MEASURES
+from lab.seed_study import MODEL_KINDS, SAMPLERS
+
+TITLES = {"autoencoder": "AutoEncoder", "vae": "VAE", "prior": "N(0, I)", "gaussian": "fitted Gaussian",
+          "gmm": "fitted 10-Gaussian mixture", "mnist": "MNIST", "binarized-mnist": "binarised MNIST",
+          "fashion-mnist": "Fashion-MNIST"}
+MEASURE_TITLES = {
+    "mmd2_to_prior": "MMD² of test codes to N(0, I)", "fid": "Fréchet distance (judge features)",
+    "precision": "precision (k = 3)", "recall": "recall (k = 3)", "confident": "judged confident (≥ 0.9)",
+    "class_entropy_bits": "class entropy, bits", "grid_confident": "[−1.5, 1.5]² grid judged confident",
+    "own_grid_confident": "grid over its own codes judged confident",
+    "test_loss_recon": "reconstruction cross-entropy, nats", "ink_f1": "ink F1 of reconstructions",
+}
+
+
+# ---- evaluate.py's single-run report ----
+
+ROWS = [  # (key, label, format): the order of the Markdown table
+    ("test_loss_total", "cross-entropy (AE) / negative ELBO (VAE), nats", "{:.2f}"),
+    ("test_loss_kl", "  of which KL, nats", "{:.2f}"),
+    ("test_loss_training_bound", "  the importance-weighted bound it was trained on, nats", "{:.2f}"),
+    ("iwae_nll", "IWAE estimate of −log p(x), nats", "{:.2f}"),
+    ("quadrature_nll", "−log p(x) by quadrature over the latent plane, nats", "{:.2f}"),
+    ("pixel_acc_0.5", "pixel accuracy, threshold 0.5", "{:.2%}"),
+    ("pixel_acc_0.6", "pixel accuracy, threshold 0.6", "{:.2%}"),
+    ("ink_f1", "ink F1 (pixels > 0.5)", "{:.3f}"),
+    ("ink_iou", "ink IoU (pixels > 0.5)", "{:.3f}"),
+    ("knn5_accuracy", "5-NN class accuracy from the codes", "{:.2%}"),
+    ("code_mean_norm", "‖mean of test codes‖ (0 for N(0, I))", "{:.2f}"),
+    ("code_cov_distance_to_identity", "‖covariance of test codes − I‖", "{:.2f}"),
+    ("mmd2_to_prior", "MMD² between test codes and N(0, I)", "{:.4f}"),
+    ("prior_samples_confident", "N(0, I) samples judged confident (≥ 0.9)", "{:.1%}"),
+    ("prior_samples_class_entropy_bits", "  entropy of their classes, bits (max 3.32)", "{:.2f}"),
+    ("grid_confident", "[−1.5, 1.5]² grid images judged confident", "{:.1%}"),
+    ("fitted_gaussian_samples_confident", "samples of a Gaussian fitted to training codes, confident", "{:.1%}"),
+    ("fitted_gaussian_samples_class_entropy_bits", "  entropy of their classes, bits", "{:.2f}"),
+]
+
+
+def markdown_table(results, baseline, iwae_k, dataset="mnist", split="test"):
+    names = list(results)
+    titles = {"auto": "AutoEncoder", "vae": "VAE"}
+    short = [n[len(dataset_prefix(dataset)):] if n.startswith(dataset_prefix(dataset)) else n for n in names]
+    lines = [f"| {'validation' if split == 'val' else 'test'} set | " + " | ".join(titles.get(n, n) for n in short) + " | all-black image |", "|---" * (len(names) + 2) + "|"]
+    for key, label, fmt in ROWS:
+        lookup = f"iwae_nll_k{iwae_k}" if key == "iwae_nll" else key
+        if key == "iwae_nll":
+            label = f"IWAE estimate of −log p(x), k = {iwae_k}, nats"
+        cells = [fmt.format(results[n][lookup]) if lookup in results[n] else "–" for n in names]
+        if not any(c != "–" for c in cells):
+            continue
+        lines.append(f"| {label} | " + " | ".join(cells) + " | "
+                     + (fmt.format(baseline[key]) if key in baseline else "–") + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ---- the study (study.json) ----
+
+def number(value, metric):
+    if metric in ("precision", "recall", "confident", "grid_confident", "own_grid_confident", "ink_f1"):
+        return f"{value:.3f}"
+    if metric == "mmd2_to_prior":
+        return f"{value:.4f}"
+    return f"{value:.2f}"
+
+
+def interval(ci, metric):
+    if any(c != c for c in ci):  # nan: a single seed
+        return "–"
+    return f"[{number(ci[0], metric)}, {number(ci[1], metric)}]"
+
+
+def claims_table(comparisons):
+    lines = ["| data | claim | measure | AutoEncoder | VAE | VAE − AE (95 % CI) | verdict |", "|---" * 7 + "|"]
+    previous = None
+    for c in comparisons:
+        claim = c["claim"] if (c["dataset"], c["claim"]) != previous else "〃"
+        previous = (c["dataset"], c["claim"])
+        measure = MEASURE_TITLES[c["metric"]] + (f", {TITLES[c['sampler']]} samples" if c["sampler"] else "")
+        diff = f"{number(c['mean_difference'], c['metric'])} {interval(c['ci95'], c['metric'])}"
+        verdict = {"holds": "**holds**", "reversed": "**reversed**"}.get(c["verdict"], c["verdict"])
+        lines.append(f"| {TITLES.get(c['dataset'], c['dataset'])} | {claim} | {measure} | "
+                     f"{number(c['autoencoder_mean'], c['metric'])} | {number(c['vae_mean'], c['metric'])} | "
+                     f"{diff} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def samplers_table(summary, floors):
+    """Mean [95 % CI] of each sample measure, per dataset, model and sampler."""
+    index = {(s["dataset"], s["model"], s["sampler"], s["metric"]): s for s in summary}
+    lines = ["| data | model | sampler | " + " | ".join(MEASURE_TITLES[m].split(" (")[0] for m in SAMPLE_MEASURES) + " |",
+             "|---" * (3 + len(SAMPLE_MEASURES)) + "|"]
+    for dataset in floors:
+        for model in MODEL_KINDS:
+            for sampler in SAMPLERS:
+                cells = []
+                for m in SAMPLE_MEASURES:
+                    s = index.get((dataset, model, sampler, m))
+                    cells.append("–" if s is None else f"{number(s['mean'], m)} {interval(s['ci95'], m)}")
+                lines.append(f"| {TITLES.get(dataset, dataset)} | {TITLES[model]} | {TITLES[sampler]} | " + " | ".join(cells) + " |")
+        floor = floors[dataset]
+        lines.append(f"| {TITLES.get(dataset, dataset)} | training images (the floor) | – | " + " | ".join(
+            number(floor[m], m) if m in floor else "–" for m in SAMPLE_MEASURES) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ---- the β sweep (beta_sweep.json) ----
+
+SWEEP_TABLE = [("rate_nats", "rate (KL), nats"), ("distortion_nats", "distortion, nats"),
+               ("neg_elbo_nats", "−ELBO, nats"), ("iwae_nll", "IWAE −log p(x), nats"),
+               ("active_dims", "active dims"), ("mmd2_to_prior", "MMD² to N(0, I)"), ("fid", "prior-sample FID"),
+               ("precision", "precision"), ("recall", "recall"), ("confident", "confident")]
+
+
+def sweep_table(summary):
+    index = {(s["beta"], s["metric"]): s for s in summary}
+    betas = sorted({s["beta"] for s in summary}, key=lambda b: (b is not None, b if b is not None else 0))
+    lines = ["| model | " + " | ".join(title for _, title in SWEEP_TABLE) + " |", "|---" * (1 + len(SWEEP_TABLE)) + "|"]
+    for beta in betas:
+        cells = []
+        for metric, _ in SWEEP_TABLE:
+            s = index.get((beta, metric))
+            cells.append("–" if s is None else f"{number(s['mean'], metric)} {interval(s['ci95'], metric)}")
+        name = "AutoEncoder" if beta is None else f"VAE, β = {beta:g}"
+        lines.append(f"| {'**' + name + '**' if beta == 1 else name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ---- README blocks ----
+
+def replace_readme_block(readme_path, block, name="study"):
+    with open(readme_path) as f:
+        text = f.read()
+    pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
+    if not pattern.search(text):
+        print(f"{readme_path}: no <!-- {name}:begin --> ... <!-- {name}:end --> block; left alone")
+        return
+    write_atomically(readme_path, pattern.sub(lambda m: m.group(1) + block + m.group(2), text))
+
+
+def committed_in(path):
+    """The short hash of the last commit that changed path ('' outside a git checkout or if never committed)."""
+    import subprocess
+    folder, name = os.path.split(os.path.abspath(path))
+    try:
+        result = subprocess.run(["git", "log", "-1", "--format=%h", "--", name], cwd=folder, capture_output=True,
+                                text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def headline(study, json_path):
+    """The README's headline: each claim's verdicts per dataset, from study.json's comparisons."""
+    datasets = study["datasets"]
+    lines = ["| claim | " + " | ".join(TITLES.get(d, d) for d in datasets) + " |", "|---" * (1 + len(datasets)) + "|"]
+    for claim in dict.fromkeys(c["claim"] for c in study["comparisons"]):
+        cells = []
+        for dataset in datasets:
+            rows = [c for c in study["comparisons"] if c["claim"] == claim and c["dataset"] == dataset]
+            by_verdict = {}
+            for c in rows:
+                by_verdict.setdefault(c["verdict"], []).append(MEASURE_TITLES[c["metric"]].split(" (")[0])
+            cells.append("; ".join(("**" + v + "**" if v in ("holds", "reversed") else v) + " by " + ", ".join(m)
+                                   for v, m in sorted(by_verdict.items(), key=lambda kv: kv[0] != "holds")))
+        lines.append(f"| {claim} | " + " | ".join(cells) + " |")
+    commit = committed_in(json_path)
+    return ("\n".join(lines) + f"\n\n*Generated from `{os.path.relpath(json_path)}` ({len(study['seeds'])} seeds, made by "
+            f"`{study['command']}`" + (f", committed in {commit}" if commit else "") + "). A verdict reads the 95 % "
+            "interval of the paired difference VAE − AutoEncoder over seeds.*\n")

@@ -1,0 +1,38 @@
+"""TensorBoard runs: one fresh folder per trained model, and the HPARAMS summary (training and evaluate.py
+both write to it)."""
+import os
+import time
+
+
+def make_log_dir(logdir, name):
+    """A fresh TensorBoard run folder <logdir>/<name>-<date>-<time>[-<n>] (never an existing one)."""
+    stem = os.path.join(logdir, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    path, n = stem, 1
+    while os.path.exists(path):
+        n += 1
+        path = f"{stem}-{n}"
+    os.makedirs(path)
+    return path
+
+
+def log_hparams(writer, kind, config, final_metrics, step):
+    """The run's hyperparameters with its final metrics, for TensorBoard's HPARAMS tab."""
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+    hparams = {k: (str(v) if isinstance(v, (list, tuple)) or v is None else v) for k, v in config.items()}
+    hparams["kind"] = kind
+    for summary in hparams_summary(hparams, final_metrics):
+        writer.file_writer.add_summary(summary)
+    for k, v in final_metrics.items():
+        writer.add_scalar(k, v, step)
+
+
+def add_to_tensorboard_run(checkpoint_path, kind, result):
+    """Append evaluate.py's metrics to the TensorBoard run that trained this checkpoint, if that run is here."""
+    import models
+    from torch.utils.tensorboard import SummaryWriter
+    config = models.read_checkpoint(checkpoint_path).get("config") or {}
+    log_dir = config.get("log_dir")
+    if not log_dir or not os.path.isdir(log_dir):
+        return
+    with SummaryWriter(log_dir) as writer:
+        log_hparams(writer, kind, config, {f"eval/{k}": v for k, v in result.items()}, config.get("epochs", 0))
