@@ -15,7 +15,7 @@ from tqdm import tqdm
 import data
 import models
 from lab import cli, measures
-from lab.files import UserError
+from lab.files import UserError, WriterLock
 from lab.run_log import log_hparams, make_log_dir
 
 
@@ -326,16 +326,19 @@ def train_one(kind, beta, splits, args, device):
         model_args["beta"] = beta
         if args.iwae_k > 1:
             model_args["iwae_k"] = args.iwae_k
-    run_args, resume_from = args, None
-    if args.resume:
-        resume_from = unfinished_checkpoint(os.path.join(args.checkpoint_dir, f"{name}.pt"), args)
-        model_args = resume_from["model_args"]
-        run_args = argparse.Namespace(**{**vars(args), **{k: v for k, v in resume_from["config"].items()
-                                                          if k in RESUMED_SETTINGS + ("max_grad_norm",)}})
-    torch.manual_seed(run_args.seed)  # each model starts from the same seed, whatever trained before it
-    model = models.build_model(kind, **model_args).to(device)
-    test_metrics = train_model(name, model, splits, run_args, device, resume_from=resume_from)
-    return os.path.join(args.checkpoint_dir, f"{name}.pt"), test_metrics
+    path = os.path.join(args.checkpoint_dir, f"{name}.pt")
+    # one writer per checkpoint: a second train.py, study or worker on the same path gets an error line naming us
+    with WriterLock(path):
+        run_args, resume_from = args, None
+        if args.resume:
+            resume_from = unfinished_checkpoint(path, args)
+            model_args = resume_from["model_args"]
+            run_args = argparse.Namespace(**{**vars(args), **{k: v for k, v in resume_from["config"].items()
+                                                              if k in RESUMED_SETTINGS + ("max_grad_norm",)}})
+        torch.manual_seed(run_args.seed)  # each model starts from the same seed, whatever trained before it
+        model = models.build_model(kind, **model_args).to(device)
+        test_metrics = train_model(name, model, splits, run_args, device, resume_from=resume_from)
+    return path, test_metrics
 
 
 # what --resume takes from the checkpoint rather than from the command line (and max_grad_norm where the

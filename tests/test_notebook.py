@@ -3,7 +3,6 @@ import re
 import subprocess
 import sys
 
-import nbformat
 import pytest
 
 from conftest import ROOT
@@ -25,6 +24,7 @@ def test_notebook_executes_through_the_installed_jupyter(tmp_path):
                              "--output-dir", str(tmp_path), "--ExecutePreprocessor.timeout=120"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    import nbformat  # 3 s of imports (jsonschema): only in this slow test, not in every collection
     notebook = nbformat.read(tmp_path / "notebook.ipynb", as_version=4)
     images = [o for cell in notebook.cells if cell.cell_type == "code"
               for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]

@@ -230,3 +230,26 @@ def test_a_failed_figure_or_metrics_write_leaves_the_previous_file_valid(tmp_pat
     monkeypatch.setattr(builtins, "open", real_open)
     assert path.read_text() == '{"old": 1}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_a_second_writer_of_a_checkpoint_in_use_gets_one_error_line_naming_the_first(tmp_path):
+    """Two trainings on one checkpoint path: the later one stops at once and the file stays the first's."""
+    quick_train(tmp_path, "--train_autoencoder", "--epochs", "1")
+    before = weights(tmp_path / "ck" / "autoencoder.pt")
+    other = subprocess.Popen(["sleep", "30"])  # a live process holding the lock, as a running train.py would
+    try:
+        (tmp_path / "ck" / "autoencoder.pt.lock").write_text(f"{other.pid} 2026-11-27 12:00:00 python train.py\n")
+        result = run_script("train.py", *QUICK, "--train_autoencoder", "--epochs", "1", "--seed", "1",
+                            "--checkpoint_dir", tmp_path / "ck", "--logdir", tmp_path / "logs")
+        assert result.returncode == 2 and result.stderr.count("\n") == 1
+        assert result.stderr.startswith(f"error: {tmp_path / 'ck' / 'autoencoder.pt'}: being written by process {other.pid}")
+        after = weights(tmp_path / "ck" / "autoencoder.pt")
+        assert all(torch.equal(before[k], after[k]) for k in before)
+        assert not (tmp_path / "ck" / "previous").exists()
+    finally:
+        other.kill()
+        other.wait()
+    # its writer gone (a crash, kill -9), the lock is stale: the next run takes it over and removes it at the end
+    quick_train(tmp_path, "--train_autoencoder", "--epochs", "1", "--seed", "1")
+    assert not (tmp_path / "ck" / "autoencoder.pt.lock").exists()
+    assert len(list((tmp_path / "ck" / "previous").glob("autoencoder-*.pt"))) == 1
