@@ -107,7 +107,7 @@ class VAE(AutoEncoder):
             raise ValueError("the importance-weighted objective (iwae_k > 1) is defined for beta = 1 only")
         self.model_args["beta"] = beta
         self.beta = beta
-        if iwae_k != 1:  # stored only when used, so checkpoints of the plain ELBO keep their old arguments
+        if iwae_k != 1:  # stored only when used: a plain-ELBO checkpoint's arguments stay those every version reads
             self.model_args["iwae_k"] = iwae_k
         self.iwae_k = iwae_k
 
@@ -268,5 +268,5 @@ def load_checkpoint(path, map_location="cpu"):
         first_line = str(e).strip().splitlines()[0]
         raise CheckpointError(f"{path}: weights do not fit a {checkpoint['kind']} model "
                               f"with {checkpoint['model_args']} ({first_line[:200]})") from None
-    model.dataset = checkpoint.get("dataset", "mnist")  # what it was trained on (format 1 files before: MNIST)
+    model.dataset = checkpoint.get("dataset", "mnist")  # what it was trained on (a file without the key: MNIST)
     return model.to(map_location).eval()

@@ -21,10 +21,8 @@ import time
 import matplotlib.pyplot as plt
 
 import data
-import models
-from lab import beta_sweep, cli, reports, runner, seed_study, study_figures, training
-from lab.figures import save_atomically
-from lab.files import UserError, write_atomically, writable_dir
+from lab import beta_sweep, cli, runner, seed_study, study_reports, training
+from lab.files import write_atomically, writable_dir
 
 
 def parse_args(argv=None):
@@ -59,21 +57,29 @@ def parse_args(argv=None):
                         "<output_dir>/study.json (beta_sweep.json with --beta_sweep) as they are")
     p.add_argument("--num_samples", type=cli.positive_int, default=10000,
                    help="decoded samples per model and sampler, and test images they are compared with (default: %(default)s)")
-    p.add_argument("--iwae_k", type=cli.positive_int, default=1000,
-                   help="importance samples per image for the VAE's IWAE bound (default: %(default)s)")
+    p.add_argument("--iwae_k", type=cli.positive_int, default=100,
+                   help="importance samples per image of the VAE's IWAE bound, a cross-check of its -log p(x), which "
+                        "for 2-D VAEs is computed exactly by quadrature over the latent plane on the same images "
+                        "(default: %(default)s)")
     p.add_argument("--iwae_images", type=cli.positive_int, default=None,
-                   help="test images for the IWAE bound (default: all 10 000; 1000 with --beta_sweep)")
+                   help="test images for -log p(x) by quadrature and the IWAE bound (the β sweep: for every measure), "
+                        "so that -ELBO >= IWAE >= -log p(x) compare on the same images (default: all 10 000)")
     p.add_argument("--beta_sweep", action="store_true",
                    help="the beta continuum instead: VAEs at each --betas value and the AutoEncoder (--seeds 0 1 2 by "
                         "default) on one dataset (--datasets, default mnist) -> beta_sweep.json/.md, beta_*.png, and "
-                        "the beta table in README.md; the IWAE bound then uses 1000 test images unless --iwae_images "
-                        "says otherwise")
+                        "the beta table in docs/beta-continuum.md")
     p.add_argument("--betas", type=cli.non_negative_float, nargs="+", default=beta_sweep.BETAS, metavar="B",
                    help="KL weights of the sweep (default: 0 0.1 0.25 0.5 1 2 4 8)")
+    p.add_argument("--jobs", type=cli.positive_int, default=None, metavar="N",
+                   help="runs trained and evaluated at once, each in its own process with its share of the CPU cores "
+                        "(on a GPU: N processes sharing it); an interrupted parallel study resumes like a serial one "
+                        "(default: " + str(runner.DEFAULT_JOBS) + ", the faster on a 2-core CPU; see docs/speed.md)")
+    cli.add_device_arguments(p)
     p.add_argument("--quick", action="store_true",
                    help="a smoke test of the whole pipeline: seeds 0 1, 1 epoch on 1000 training images, 500 samples, "
                         "IWAE with k = 10 on 100 images; needs --checkpoint_dir and --output_dir away from the real ones")
     args = p.parse_args(argv)
+    args.jobs = args.jobs or runner.DEFAULT_JOBS
     if args.quick:
         if os.path.abspath(args.checkpoint_dir) == os.path.abspath("checkpoints") or \
                 os.path.abspath(args.output_dir) == os.path.abspath("readme"):
@@ -81,7 +87,7 @@ def parse_args(argv=None):
         args.num_samples, args.iwae_k, args.iwae_images = min(args.num_samples, 500), 10, 100
         args.readme = "none"
     args.datasets = args.datasets or (["mnist"] if args.beta_sweep else seed_study.DEFAULT_DATASETS)
-    args.iwae_images = args.iwae_images or (beta_sweep.DEFAULT_IWAE_IMAGES if args.beta_sweep else 10000)
+    args.iwae_images = args.iwae_images or 10000
     if args.beta_sweep and len(args.datasets) > 1:
         p.error("--beta_sweep runs on one dataset: give one --datasets value")
     args.logdir = args.logdir or (os.path.join(args.checkpoint_dir, "logs") if args.quick else os.path.join("logs", "study"))
@@ -92,97 +98,33 @@ def parse_args(argv=None):
 
 def study_main(args, command, started):
     configs = seed_study.configurations(args.datasets, args.seeds)
-    records, prepared = runner.run_all(configs, args, seed_study.prepare, seed_study.evaluate_run, "", "study")
+    records = runner.run_all(configs, args, seed_study.prepare, seed_study.evaluate_run, "", "study")
     runs = [{"dataset": r["config"].dataset, "model": r["config"].kind, "seed": r["config"].seed,
              **{k: r[k] for k in ("checkpoint", "checkpoint_sha256", "train_seconds_this_invocation", "evaluate_seconds")},
              "metrics": r["result"]["metrics"], "samplers": r["result"]["samplers"]} for r in records]
-    floors = {dataset: p["floor"] for dataset, p in prepared.items()}
+    floors = {dataset: runner.floor_of(dataset, seed_study.prepare, args) for dataset in args.datasets}
     study = {"command": command, "seconds": round(time.perf_counter() - started, 1),
              "settings": runner.evaluation_settings(args), "seeds": args.seeds, "datasets": args.datasets,
              "floors": floors, "runs": runs, "summary": seed_study.summarise(runs),
              "comparisons": seed_study.compare(runs)}
     write_atomically(os.path.join(args.output_dir, "study.json"), json.dumps(study, indent=1) + "\n")
-    return study_reports(study, args)
-
-
-def study_reports(study, args):
-    """study.md, study_samplers.png and the Markdown blocks, from study.json's contents alone."""
-    claims = reports.claims_table(study["comparisons"])
-    samplers = reports.samplers_table(study["summary"], study["floors"])
-    header = (f"Made by `{study['command']}` ({len(study['seeds'])} seeds; {study['seconds']:.0f} s this time, "
-              "cached runs not retrained). Means over seeds; intervals: 95 %, Student t.\n\n")
-    write_atomically(os.path.join(args.output_dir, "study.md"),
-                     "# The study\n\n" + header + "## Claims\n\n" + claims + "\n## Samplers\n\n" + samplers)
-    save_atomically(os.path.join(args.output_dir, "study_samplers.png"),
-                    study_figures.samplers_figure(study["summary"], study["floors"]))
-    if args.readme != "none":
-        reports.replace_readme_block(os.path.join(args.docs_dir, "study.md"), claims + "\n" + samplers, "study")
-        reports.replace_readme_block(args.readme, reports.headline(study, os.path.join(args.output_dir, "study.json")),
-                                     "headline")
-    print(claims)
-    return ["study.json", "study.md", "study_samplers.png"]
+    return study_reports.study_reports(study, args)
 
 
 def sweep_main(args, command, started):
     dataset = args.datasets[0]
     configs = beta_sweep.configurations(dataset, args.seeds, args.betas)
-    records, prepared = runner.run_all(configs, args, beta_sweep.prepare, beta_sweep.evaluate_run, "-sweep",
-                                       "beta sweep")
+    records = runner.run_all(configs, args, beta_sweep.prepare, beta_sweep.evaluate_run, "-sweep", "beta sweep")
     runs = [{"dataset": r["config"].dataset, "model": r["config"].kind, "beta": r["config"].beta,
              "seed": r["config"].seed, "checkpoint": r["checkpoint"], **r["result"],
              "train_seconds_this_invocation": r["train_seconds_this_invocation"],
              "evaluate_seconds": r["evaluate_seconds"]} for r in records]
     sweep = {"command": command, "seconds": round(time.perf_counter() - started, 1),
              "settings": runner.evaluation_settings(args), "dataset": dataset, "seeds": args.seeds,
-             "betas": args.betas, "floor": prepared[dataset]["floor"], "runs": runs,
+             "betas": args.betas, "floor": runner.floor_of(dataset, beta_sweep.prepare, args), "runs": runs,
              "summary": beta_sweep.summarise_sweep(runs)}
     write_atomically(os.path.join(args.output_dir, "beta_sweep.json"), json.dumps(sweep, indent=1) + "\n")
-    return sweep_reports(sweep, args)
-
-
-def sweep_reports(sweep, args):
-    """beta_sweep.md, the β figures and the Markdown block, from beta_sweep.json's contents (and, for the rows of
-    panels, the first seed's checkpoints)."""
-    table = reports.sweep_table(sweep["summary"])
-    settings, dataset = sweep["settings"], sweep["dataset"]
-    write_atomically(os.path.join(args.output_dir, "beta_sweep.md"),
-                     f"# The β continuum\n\nMade by `{sweep['command']}` ({len(sweep['seeds'])} seeds, {dataset}; "
-                     f"{sweep['seconds']:.0f} s this time). Test set; means over seeds with 95 % intervals "
-                     f"(Student t). IWAE: k = {settings['iwae_k']} on {settings['iwae_images']} test images.\n\n" + table)
-    written = ["beta_sweep.json", "beta_sweep.md", "beta_rate_distortion.png"]
-    save_atomically(os.path.join(args.output_dir, "beta_rate_distortion.png"),
-                    study_figures.rate_distortion_figure(sweep["runs"]))
-    first_seed = min(sweep["seeds"])
-    shown = [r for r in sweep["runs"] if r["seed"] == first_seed]
-    if all(os.path.exists(r["checkpoint"]) for r in shown):
-        shown = {r["beta"]: models.load_checkpoint(r["checkpoint"]) for r in shown}
-        test = data.load_dataset(dataset, args.data_dir)["test"]
-        n = min(len(test), 5000)
-        save_atomically(os.path.join(args.output_dir, "beta_latents.png"), study_figures.sweep_row_figure(
-            shown, study_figures.draw_latent_scatter(test.images[:n], test.labels[:n]),
-            f"{n:,} test codes (posterior means), seed {first_seed}: each panel on its own scale"))
-        save_atomically(os.path.join(args.output_dir, "beta_samples.png"), study_figures.sweep_row_figure(
-            shown, study_figures.draw_prior_samples(), f"decoded z ~ N(0, I), seed {first_seed}"))
-        written += ["beta_latents.png", "beta_samples.png"]
-    else:
-        print(f"seed {first_seed}'s checkpoints are not all here: beta_latents.png and beta_samples.png not redrawn")
-    if args.readme != "none":
-        reports.replace_readme_block(os.path.join(args.docs_dir, "beta-continuum.md"), table, "beta")
-    print(table)
-    return written
-
-
-def from_json(args):
-    """--report_only: the reports of the study (or sweep) whose JSON is in output_dir, nothing recomputed."""
-    path = os.path.join(args.output_dir, "beta_sweep.json" if args.beta_sweep else "study.json")
-    try:
-        with open(path) as f:
-            result = json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file; run the study first (without --report_only)") from None
-    except ValueError as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
-    return (sweep_reports if args.beta_sweep else study_reports)(result, args)
+    return study_reports.sweep_reports(sweep, args)
 
 
 def main(argv=None):
@@ -193,11 +135,17 @@ def main(argv=None):
     plt.switch_backend("Agg")  # files only
     try:
         with cli.errors_as_one_line():
+            args.device = cli.resolve_device(args)
             writable_dir(args.output_dir)
             if args.report_only:
-                written = from_json(args)
+                written = study_reports.from_json(args)
             else:
                 written = (sweep_main if args.beta_sweep else study_main)(args, command, started)
+    except runner.RunFailed as failed:
+        for line in str(failed).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        print("every run that finished is cached; fix the cause and run the same command again", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt as stop:
         print(f"\n{stop.args[0] if stop.args else 'interrupted'}: finished runs and evaluations are kept; "
               f"the same command continues (an unfinished run resumes from its last epoch)", file=sys.stderr)

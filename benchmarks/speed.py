@@ -9,10 +9,12 @@ Rows, all measured in this run on this machine:
    batch 64, the original project's 784-200-200-2 LeakyReLU models, a `.item()` every batch, a validation pass --
    one epoch of AutoEncoder + VAE.
 2. ours, same architecture: train.py's loop (tensors on the device, shuffled index slices), one epoch
-   of AutoEncoder + VAE with the same 784-200-200-2 models, validation, TensorBoard and checkpoints.
+   of AutoEncoder + VAE with the same 784-200-200-2 models, validation, TensorBoard and checkpoints: once at
+   batch 64, the tutorial's, so that rows 1 and 2a differ by the loop alone, and once at this project's
+   batch 256, so that rows 2a and 2b differ by the batch size alone.
 3. ours, default: the README's command `train.py --train_autoencoder --train_vae --epochs=20` as a
    subprocess, start-up included (and, with --with_compile, the same command with --compile).
-Rows 1 and 2 use the same thread count (--threads, default 1), so their ratio isolates the loop.
+Rows 1 and 2 use the same thread count (--threads, default 1).
 The default run's arithmetic is then compared with the float32 matrix-multiply rate measured on the
 same device: the peak (large square matrices) and at the model's own layer shapes.
 """
@@ -141,11 +143,13 @@ def step_breakdown(device, batch_size, with_compile, steps=100):
     operands = [(torch.randn(m, k, device=device), torch.randn(k, n, device=device))
                 for m, k, n in training_matmuls(model, batch_size)]
 
-    def step_with(loss_fn):
+    def step_with(loss_fn, max_grad_norm=0):
         def step():
             loss = loss_fn(images)["total"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if max_grad_norm:  # what train.py does every step (--max_grad_norm, default 1e4)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
             optimizer.step()
         return step
 
@@ -153,7 +157,9 @@ def step_breakdown(device, batch_size, with_compile, steps=100):
         for a, b in operands:
             a @ b
 
-    timings = {"eager": milliseconds(step_with(model.loss), device, steps)}
+    timings = {"eager": milliseconds(step_with(model.loss), device, steps),
+               "eager, clipping": milliseconds(step_with(model.loss, 1e4), device, steps),
+               "eager again": milliseconds(step_with(model.loss), device, steps)}
     if with_compile:  # compiled here, before the timing
         timings["--compile"] = milliseconds(step_with(training.compile_loss(model, images)), device, steps)
     timings["matrix multiplies alone"] = milliseconds(matmuls, device, steps)
@@ -192,6 +198,7 @@ def main():
     torch.set_num_threads(args.threads)
 
     original_seconds, n = original_style_epoch(data_dir, device)
+    our_seconds_64, _ = our_epoch(data_dir, device, 64)
     our_seconds, _ = our_epoch(data_dir, device, args.batch_size)
     torch.set_num_threads(default_threads)
 
@@ -201,9 +208,11 @@ def main():
           + f", threads for rows 1-2: {args.threads}\n")
     print("| variant | s per epoch (AE + VAE) | training images/s | speed-up |")
     print("|---|---|---|---|")
-    print(f"| original-project style DataLoader + ToTensor, batch 64, 784-200-200-2 | {original_seconds:.1f} | {2 * n / original_seconds:,.0f} | 1.0× |")
-    print(f"| ours, tensor batches, batch {args.batch_size}, 784-200-200-2 | {our_seconds:.1f} | {2 * n / our_seconds:,.0f} "
-          f"| {original_seconds / our_seconds:.1f}× |")
+    print(f"| 1. original-project style DataLoader + ToTensor, batch 64, 784-200-200-2 | {original_seconds:.1f} | {2 * n / original_seconds:,.0f} | 1.0× |")
+    print(f"| 2a. ours, tensor batches, batch 64 (the loop alone), 784-200-200-2 | {our_seconds_64:.1f} | "
+          f"{2 * n / our_seconds_64:,.0f} | {original_seconds / our_seconds_64:.1f}× |")
+    print(f"| 2b. ours, tensor batches, batch {args.batch_size} (and the batch size), 784-200-200-2 | {our_seconds:.1f} | "
+          f"{2 * n / our_seconds:,.0f} | {original_seconds / our_seconds:.1f}× |")
     print(f"\n(784-200-200-2 costs {original_flops / 1e6:.2f} MFLOP per image per training step, forward and backward.)")
 
     default = models.build_model("vae", hidden_dims=[256, 256, 256])
@@ -219,6 +228,9 @@ def main():
     timings = step_breakdown(device, args.batch_size, args.with_compile)
     step_flops = flops_per_image * args.batch_size
     step_ms, matmul_ms = timings["eager"], timings["matrix multiplies alone"]
+    unclipped = (timings["eager"] + timings["eager again"]) / 2  # before and after: the machine's drift cancels
+    print(f"--max_grad_norm (one gradient norm per step, train.py's default): {timings['eager, clipping']:.2f} ms "
+          f"against {unclipped:.2f} ms without, {100 * (timings['eager, clipping'] / unclipped - 1):+.1f} %")
     print(f"one training step of the default VAE, batch {args.batch_size}: {step_ms:.2f} ms "
           + (f"({timings['--compile']:.2f} ms with --compile, compiling not counted)" if args.with_compile else "")
           + f"; its matrix multiplies, timed alone, {matmul_ms:.2f} ms ({step_flops / matmul_ms / 1e6:,.0f} GFLOP/s, "

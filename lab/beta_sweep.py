@@ -5,6 +5,7 @@ import math
 
 import torch
 
+import data
 from lab import measures, samplers
 from lab.runner import RunConfig
 from lab.sample_measures import measure_samples, reference_for
@@ -13,9 +14,8 @@ from models import encode_in_batches
 
 BETAS = [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]  # from an AutoEncoder with noisy codes to posterior collapse
 DEFAULT_SEEDS = [0, 1, 2]
-DEFAULT_IWAE_IMAGES = 1000
-SWEEP_MEASURES = ("rate_nats", "distortion_nats", "neg_elbo_nats", "iwae_nll", "active_dims", "mmd2_to_prior", "fid",
-                  "precision", "recall", "confident")
+SWEEP_MEASURES = ("rate_nats", "distortion_nats", "neg_elbo_nats", "iwae_nll", "nll_nats", "active_dims",
+                  "mmd2_to_prior", "fid", "precision", "recall", "confident")
 
 
 def configurations(dataset, seeds, betas):
@@ -25,22 +25,25 @@ def configurations(dataset, seeds, betas):
 
 
 def prepare(dataset, args):
-    return reference_for(dataset, args.data_dir, args.num_samples)
+    return reference_for(dataset, args.data_dir, args.num_samples, args.device)
 
 
 @torch.no_grad()
 def evaluate_run(model, splits, reference, args, seed=0):
     """Rate and distortion (Alemi et al. 2018), the ELBO and IWAE bounds, active dimensions, the codes' distance
     to N(0, I) and the prior samples' measures of one model of the sweep."""
-    test = splits["test"]
+    n = min(args.iwae_images, len(splits["test"]))
+    test = data.Split(splits["test"].images[:n], splits["test"].labels[:n])  # every bound on the same images
     terms = measures.evaluate_split(model, test)
     codes = encode_in_batches(model, test.images)
-    result = {"distortion_nats": terms["loss_recon"], "rate_nats": terms.get("loss_kl"),
+    result = {"images": n, "distortion_nats": terms["loss_recon"], "rate_nats": terms.get("loss_kl"),
               "neg_elbo_nats": terms["loss_recon"] + terms["loss_kl"] if "loss_kl" in terms else None,
-              "iwae_nll": None, "active_dims": measures.active_dimensions(codes),
+              "iwae_nll": None, "nll_nats": None, "active_dims": measures.active_dimensions(codes),
               "mmd2_to_prior": measures.prior_match(codes, seed=seed)["mmd2_to_prior"]}
     if model.kind == "vae":
-        result["iwae_nll"] = measures.iwae_nll_of_split(model, test.images[:args.iwae_images], k=args.iwae_k, seed=seed)
+        result["iwae_nll"] = measures.iwae_nll_of_split(model, test.images, k=args.iwae_k, seed=seed)
+        if model.latent_dim == 2:
+            result["nll_nats"] = measures.quadrature_nll(model, test.images).mean().item()
     prior = samplers.prior_sampler(model.latent_dim, seed)(args.num_samples)
     return result | measure_samples(model, prior, reference)
 
@@ -49,9 +52,8 @@ def summarise_sweep(runs):
     groups = {}
     for run in runs:
         for metric in SWEEP_MEASURES:
-            # None: not defined for this model (the AutoEncoder's rate); nan: not computable (the committed
-            # sweep's IWAE bound of a beta = 0 VAE, from before measures.iwae_nll handled point-like posteriors)
-            # -- left out, so n says how many remain
+            # None: not defined for this model (the AutoEncoder's rate); nan or inf: not computable -- left
+            # out, so n says how many remain
             if run.get(metric) is not None and math.isfinite(run[metric]):
                 groups.setdefault((run["beta"], metric), []).append(run[metric])
     summary = []

@@ -65,61 +65,63 @@ def file_sha256(path):
 class WriterLock:
     """`with WriterLock(path):` while this process writes path (a checkpoint, say), no other process can.
 
-    The lock is the file <path>.lock, created exclusively and holding the writer's PID and command. A second
-    writer gets a UserError naming the first; a lock whose process is gone (a crash, kill -9) is stale and is
-    taken over, so an interrupted run can always be resumed. The file is removed when the block ends.
+    The lock is an exclusive flock(2) on <path>.lock, which also holds the writer's PID, start time and command
+    for the error message. A second writer gets a UserError naming the first. The kernel drops the lock when
+    its process ends, however it ends (a crash, kill -9), so a lock can never go stale: an interrupted run can
+    always be resumed. The file is removed when the block ends.
     """
 
     def __init__(self, path):
         self.path = f"{path}.lock"
+        self.file = None
 
     def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; one writer per checkpoint is then the user's to keep
+            return self
         import sys
         import time
-        me = f"{os.getpid()} {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(sys.argv)[:300]}\n"
-        mine = f"{self.path}.{os.getpid()}"
-        try:
+        for _ in range(10):
             try:
-                with open(mine, "w") as f:  # a name of this process alone: no one reads it half-written
-                    f.write(me)
+                handle = open(self.path, "a+")
             except OSError as e:
                 raise UserError(f"{self.path}: cannot create the lock file ({e.strerror or e})") from None
-            for _ in range(3):
-                try:
-                    os.link(mine, self.path)  # atomic, and refused if the lock exists: never a half-written lock
-                    return self
-                except FileExistsError:
-                    holder = self._holder()
-                    if holder is not None:
-                        pid, since_and_command = holder
-                        raise UserError(f"{self.path[:-5]}: being written by process {pid} (started "
-                                        f"{since_and_command}); wait for it to finish or stop it, or write "
-                                        f"elsewhere") from None
-                    remove_quietly(self.path)  # stale: its writer is gone
-                except OSError as e:
-                    raise UserError(f"{self.path}: cannot create the lock file ({e.strerror})") from None
-            raise UserError(f"{self.path}: cannot take the lock (other processes keep taking it)")
-        finally:
-            remove_quietly(mine)
-
-    def _holder(self):
-        """(pid, rest of the line) of a live process holding the lock, or None if the lock is stale or gone."""
-        try:
-            with open(self.path) as f:
-                pid_text, _, rest = f.read().strip().partition(" ")
-            pid = int(pid_text)
-        except (OSError, ValueError):
-            return None  # vanished, or half-written by a writer that died at once: stale
-        if pid == os.getpid():
-            return pid, rest  # this very process holds it already (a nested write): still a second writer
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass  # alive, owned by another user
-        return pid, rest
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                pid, _, since = handle.read().strip().partition(" ")  # empty if the holder has not written it yet
+                handle.close()
+                holder = f"process {pid} (started {since})" if pid else "another process"
+                raise UserError(f"{self.path[:-5]}: being written by {holder}; wait for it to finish or stop it, "
+                                f"or write elsewhere") from None
+            # the previous holder may have removed the file between our open and our lock: then the lock we hold
+            # is on a file no one else will open, so start again on the file now at that path
+            try:
+                same = os.fstat(handle.fileno()).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                handle.close()
+                continue
+            try:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(f"{os.getpid()} {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(sys.argv)[:300]}\n")
+                handle.flush()
+            except OSError:
+                pass  # a full disk: the lock holds all the same, only the message would lack its details
+            self.file = handle
+            import glob
+            for leftover in glob.glob(glob.escape(self.path[:-5]) + ".tmp*"):
+                remove_quietly(leftover)  # a killed writer's half-written file: no one else can be writing now
+            return self
+        raise UserError(f"{self.path}: cannot take the lock (other processes keep taking it)")
 
     def __exit__(self, *exc):
-        remove_quietly(self.path)
+        if self.file is not None:
+            remove_quietly(self.path)  # while still locked: no one can be writing under it
+            self.file.close()  # releases the lock
+            self.file = None
         return False

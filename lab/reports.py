@@ -114,7 +114,8 @@ def samplers_table(summary, floors):
 # ---- the β sweep (beta_sweep.json) ----
 
 SWEEP_TABLE = [("rate_nats", "rate (KL), nats"), ("distortion_nats", "distortion, nats"),
-               ("neg_elbo_nats", "−ELBO, nats"), ("iwae_nll", "IWAE −log p(x), nats"),
+               ("neg_elbo_nats", "−ELBO, nats"), ("iwae_nll", "IWAE bound, nats"),
+               ("nll_nats", "−log p(x) by quadrature, nats"),
                ("active_dims", "active dims"), ("mmd2_to_prior", "MMD² to N(0, I)"), ("fid", "prior-sample FID"),
                ("precision", "precision"), ("recall", "recall"), ("confident", "confident")]
 
@@ -167,7 +168,7 @@ def headline(study, json_path):
             rows = [c for c in study["comparisons"] if c["claim"] == claim and c["dataset"] == dataset]
             by_verdict = {}
             for c in rows:
-                by_verdict.setdefault(c["verdict"], []).append(MEASURE_TITLES[c["metric"]].split(" (")[0])
+                by_verdict.setdefault(c["verdict"], []).append(re.sub(r", (nats|bits)$", "", MEASURE_TITLES[c["metric"]].split(" (")[0]))
             cells.append("; ".join(("**" + v + "**" if v in ("holds", "reversed") else v) + " by " + ", ".join(m)
                                    for v, m in sorted(by_verdict.items(), key=lambda kv: kv[0] != "holds")))
         lines.append(f"| {claim} | " + " | ".join(cells) + " |")

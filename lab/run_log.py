@@ -8,11 +8,13 @@ def make_log_dir(logdir, name):
     """A fresh TensorBoard run folder <logdir>/<name>-<date>-<time>[-<n>] (never an existing one)."""
     stem = os.path.join(logdir, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     path, n = stem, 1
-    while os.path.exists(path):
-        n += 1
-        path = f"{stem}-{n}"
-    os.makedirs(path)
-    return path
+    while True:
+        try:
+            os.makedirs(path)  # fails if it exists, even when another process made it a moment ago
+            return path
+        except FileExistsError:
+            n += 1
+            path = f"{stem}-{n}"
 
 
 def log_hparams(writer, kind, config, final_metrics, step):

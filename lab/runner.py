@@ -21,9 +21,10 @@ from tqdm import tqdm
 import data
 import models
 from lab import training
-from lab.files import file_sha256, write_atomically, writable_dir
+from lab.files import UserError, file_sha256, write_atomically, writable_dir
 
-EVALUATION_VERSION = 1  # bump when an experiment's evaluation changes, so cached evaluations are redone
+DEFAULT_JOBS = 2  # two 1-thread runs side by side beat one 2-thread run on a 2-core CPU (docs/speed.md)
+EVALUATION_VERSION = 2  # bump when an experiment's evaluation changes, so cached evaluations are redone (2: quadrature)
 CACHE_BOOKKEEPING = ("checkpoint_sha256", "settings", "evaluate_seconds")
 
 
@@ -78,26 +79,9 @@ def checkpoint_state(path, train_args, beta=1.0):
     return "unfinished" if "random_state" in checkpoint else "missing"
 
 
-def train_run(config, splits, args):
-    """Train one run unless its checkpoint already holds it; returns the checkpoint's path and seconds spent."""
-    folder, path = run_checkpoint(config, args)
-    flag = "--train_autoencoder" if config.kind == "autoencoder" else "--train_vae"
-    train_args = training.parse_args([flag] + recipe_argv(config, folder, args))
-    state = checkpoint_state(path, train_args, config.beta)
-    if state == "finished":
-        return path, 0.0
-    writable_dir(folder)
-    writable_dir(args.logdir)
-    train_args.resume = state == "unfinished"
-    started = time.perf_counter()
-    beta = None if config.kind == "autoencoder" else config.beta
-    training.train_one(config.kind, beta, splits, train_args, torch.device("cpu"))
-    return path, time.perf_counter() - started
-
-
 def evaluation_settings(args):
     return {"version": EVALUATION_VERSION, "num_samples": args.num_samples, "iwae_k": args.iwae_k,
-            "iwae_images": args.iwae_images}
+            "iwae_images": args.iwae_images, "device": torch.device(args.device).type}
 
 
 def cached_evaluation(cache_path, sha256, settings):
@@ -109,37 +93,184 @@ def cached_evaluation(cache_path, sha256, settings):
     return cached if cached.get("checkpoint_sha256") == sha256 and cached.get("settings") == settings else None
 
 
-def run_all(configs, args, prepare, evaluate_one, cache_suffix, title):
-    """Train and evaluate each configuration, from the caches where they hold; returns the per-run records
-    and {dataset: prepare(dataset, args)} (what every run of a dataset is evaluated against).
+_splits = {}  # each process loads a dataset once, however many of its runs it gets
 
-    evaluate_one(model, splits, prepared, args) -> a JSON-able dict, cached per checkpoint."""
-    cache_dir = writable_dir(os.path.join(args.checkpoint_dir, "study", "evaluations"))
+
+def splits_of(dataset, args):
+    key = (dataset, args.data_dir, args.quick, str(args.device))
+    if key not in _splits:
+        _splits[key] = data.load_dataset(dataset, args.data_dir, args.device, 1000 if args.quick else None)
+    return _splits[key]
+
+
+def cache_path_of(config, args, cache_suffix):
+    return os.path.join(args.checkpoint_dir, "study", "evaluations", f"{config.run_id}{cache_suffix}.json")
+
+
+def run_state(config, args):
+    """(checkpoint path, train.py's arguments of the run, 'finished' / 'unfinished' / 'missing')."""
+    folder, path = run_checkpoint(config, args)
+    flag = "--train_autoencoder" if config.kind == "autoencoder" else "--train_vae"
+    train_args = training.parse_args([flag] + recipe_argv(config, folder, args))
+    return path, train_args, checkpoint_state(path, train_args, config.beta)
+
+
+def is_done(config, args, cache_suffix):
+    """Whether a run needs no work: its checkpoint holds the finished run and its evaluation is cached."""
+    path, _, state = run_state(config, args)
+    return state == "finished" and cached_evaluation(cache_path_of(config, args, cache_suffix), file_sha256(path),
+                                                     evaluation_settings(args)) is not None
+
+
+def run_one(config, prepare, args, evaluate_one, cache_suffix):
+    """Train (unless finished) and evaluate (unless cached) one run; its record. Data and the reference it is
+    scored against (prepare(dataset, args)) are loaded only when there is work. Runs in a worker with --jobs."""
+    path, train_args, state = run_state(config, args)
+    train_seconds = 0.0
+    if state != "finished":
+        started = time.perf_counter()
+        writable_dir(os.path.dirname(path))
+        writable_dir(args.logdir)
+        train_args.resume = state == "unfinished"
+        beta = None if config.kind == "autoencoder" else config.beta
+        training.train_one(config.kind, beta, splits_of(config.dataset, args), train_args, args.device)
+        train_seconds = time.perf_counter() - started
+    sha256 = file_sha256(path)
     settings = evaluation_settings(args)
-    records, prepared = [], {}
-    bar = tqdm(total=2 * len(configs), unit="step", desc=title, file=sys.stderr, dynamic_ncols=True,
-               bar_format="{desc}: {n}/{total} steps (train + evaluate per run) [{elapsed}<{remaining}] {postfix}")
-    for dataset in dict.fromkeys(c.dataset for c in configs):
-        splits = data.load_dataset(dataset, args.data_dir, "cpu", 1000 if args.quick else None)
-        prepared[dataset] = prepare(dataset, args)
-        for config in [c for c in configs if c.dataset == dataset]:
-            bar.set_postfix_str(f"{config.run_id}: training")
-            path, train_seconds = train_run(config, splits, args)
+    cache_path = cache_path_of(config, args, cache_suffix)
+    cached = cached_evaluation(cache_path, sha256, settings)
+    if cached is None:
+        t = time.perf_counter()
+        result = evaluate_one(models.load_checkpoint(path, map_location=args.device), splits_of(config.dataset, args),
+                              prepared_of(config.dataset, prepare, args), args)
+        cached = {"checkpoint_sha256": sha256, "settings": settings, **result,
+                  "evaluate_seconds": time.perf_counter() - t}
+        write_atomically(cache_path, json.dumps(cached, indent=1) + "\n")
+    return {"config": config, "checkpoint": path, "checkpoint_sha256": sha256,
+            "result": {k: v for k, v in cached.items() if k not in CACHE_BOOKKEEPING},
+            "train_seconds_this_invocation": round(train_seconds, 1),
+            "evaluate_seconds": round(cached["evaluate_seconds"], 1)}
+
+
+_prepared = {}
+
+
+def prepared_of(dataset, prepare, args):
+    """prepare(dataset, args) once per process (the judge and the test images' features: a few seconds)."""
+    key = (dataset, prepare.__module__, str(args.device))
+    if key not in _prepared:
+        _prepared[key] = prepare(dataset, args)
+    return _prepared[key]
+
+
+def _start_worker(threads):
+    """Each worker process computes with its share of the cores. Ctrl-C is the main process's to handle (SIGINT
+    is ignored from before the worker starts); SIGTERM stops the run as in train.py, cleaning up its files; and
+    a worker whose main process is gone (kill -9) stops too, instead of holding its run's lock."""
+    import signal
+    import threading
+    signal.signal(signal.SIGTERM, training.stop_on_sigterm)
+    torch.set_num_threads(threads)
+    # the main process's bar says what each run is doing; the workers' epoch lines and bars would garble it
+    sys.stdout = sys.stderr = open(os.devnull, "w")
+    parent = os.getppid()
+
+    def stop_when_orphaned():
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=stop_when_orphaned, daemon=True).start()
+
+
+def floor_of(dataset, prepare, args):
+    """The floor of the sample measures (real training images scored as if they were samples), cached like the
+    evaluations: a rerun with every run cached needs neither the data nor the judge's features."""
+    from lab.judge import judge_path
+    path = os.path.join(args.checkpoint_dir, "study", "evaluations", f"floor-{dataset}.json")
+    key = {"version": EVALUATION_VERSION, "num_samples": args.num_samples,
+           "judge_sha256": file_sha256(judge_path(dataset)) if os.path.exists(judge_path(dataset)) else None}
+    try:
+        with open(path) as f:
+            cached = json.load(f)
+        if cached.get("key") == key:
+            return cached["floor"]
+    except (OSError, ValueError):
+        pass
+    floor = prepared_of(dataset, prepare, args)["floor"]
+    write_atomically(path, json.dumps({"key": key, "floor": floor}, indent=1) + "\n")
+    return floor
+
+
+class RunFailed(Exception):
+    """One or more runs failed; the message has one line per failed run."""
+
+
+def run_all(configs, args, prepare, evaluate_one, cache_suffix, title):
+    """Train and evaluate each configuration, from the caches where they hold; returns the per-run records, in
+    the order of configs. prepare(dataset, args): what every run of a dataset is scored against.
+
+    evaluate_one(model, splits, prepared, args) -> a JSON-able dict, cached per checkpoint. With args.jobs > 1,
+    that many runs go at once, each in a worker process with its share of the cores; a run that fails is
+    reported by its error line once the others have finished (RunFailed)."""
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+    from lab.cli import resolve_device
+    args.device = args.device if isinstance(args.device, torch.device) else resolve_device(args)
+    jobs = getattr(args, "jobs", 1)
+    writable_dir(os.path.join(args.checkpoint_dir, "study", "evaluations"))
+    done = {c for c in configs if is_done(c, args, cache_suffix)}
+    records = {c: run_one(c, prepare, args, evaluate_one, cache_suffix) for c in configs if c in done}  # from caches
+    todo = [c for c in configs if c not in done]
+    for dataset in dict.fromkeys(c.dataset for c in todo):
+        prepared_of(dataset, prepare, args)  # a missing judge or damaged data fails now, not after every run
+    # the runs found done count from the start, so the rate (and the ETA) is that of the runs that need work
+    bar = tqdm(total=len(configs), initial=len(done), unit="run", desc=title, file=sys.stderr, dynamic_ncols=True,
+               bar_format="{desc}: {n}/{total} runs trained and evaluated [{elapsed}<{remaining}] {postfix}")
+    failures, lost = [], []
+    if jobs == 1 or len(todo) <= 1:
+        for config in todo:
+            bar.set_postfix_str(config.run_id)
+            try:
+                records[config] = run_one(config, prepare, args, evaluate_one, cache_suffix)
+            except (UserError, data.DataError, models.CheckpointError) as e:
+                failures.append(f"{config.run_id}: {e}")
             bar.update()
-            bar.set_postfix_str(f"{config.run_id}: evaluating")
-            sha256 = file_sha256(path)
-            cache_path = os.path.join(cache_dir, f"{config.run_id}{cache_suffix}.json")
-            cached = cached_evaluation(cache_path, sha256, settings)
-            if cached is None:
-                t = time.perf_counter()
-                result = evaluate_one(models.load_checkpoint(path), splits, prepared[dataset], args)
-                cached = {"checkpoint_sha256": sha256, "settings": settings, **result,
-                          "evaluate_seconds": time.perf_counter() - t}
-                write_atomically(cache_path, json.dumps(cached, indent=1) + "\n")
-            bar.update()
-            records.append({"config": config, "checkpoint": path, "checkpoint_sha256": sha256,
-                            "result": {k: v for k, v in cached.items() if k not in CACHE_BOOKKEEPING},
-                            "train_seconds_this_invocation": round(train_seconds, 1),
-                            "evaluate_seconds": round(cached["evaluate_seconds"], 1)})
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        threads = max(1, (os.cpu_count() or 1) // min(jobs, len(todo)))
+        # spawn, not fork: a forked child of a process that has used PyTorch's thread pools can hang
+        pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker, initargs=(threads,))
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the workers as they start
+        try:
+            futures = {pool.submit(run_one, c, prepare, args, evaluate_one, cache_suffix): c for c in todo}
+        finally:
+            signal.signal(signal.SIGINT, interrupt)
+        try:
+            for future in as_completed(futures):
+                config = futures[future]
+                try:
+                    records[config] = future.result()
+                except (UserError, data.DataError, models.CheckpointError) as e:
+                    failures.append(f"{config.run_id}: {e}")
+                except BrokenProcessPool:
+                    lost.append(config.run_id)
+                except Exception as e:  # noqa: BLE001 (a worker's unexpected error: reported like the others)
+                    first_line = (str(e).strip().splitlines() or [""])[0][:300]
+                    failures.append(f"{config.run_id}: {type(e).__name__}: {first_line}")
+                bar.set_postfix_str(f"{config.run_id} done")
+                bar.update()
+        except KeyboardInterrupt:
+            for process in list(pool._processes.values()):  # stop the workers too; their epochs are saved
+                process.terminate()
+            pool.shutdown(cancel_futures=True)
+            raise
+        pool.shutdown()
     bar.close()
-    return records, prepared
+    if lost:
+        failures.append(f"{len(lost)} runs not finished ({', '.join(lost)}): a worker process died (killed, or out "
+                        f"of memory) and took its pool down; the same command resumes them")
+    if failures:
+        raise RunFailed("\n".join(failures))
+    return [records[c] for c in configs]

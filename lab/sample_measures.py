@@ -65,17 +65,17 @@ SAMPLE_MEASURES = ("fid", "precision", "recall", "confident", "class_entropy_bit
 NEIGHBOURS = 3  # k of precision and recall (Kynkäänniemi et al. 2019 use 3)
 
 
-def reference_for(dataset, data_dir, num_images):
+def reference_for(dataset, data_dir, num_images, device="cpu"):
     """What generated images of a dataset's models are compared with: the judge, the judge's features of the
     first num_images test images and their k-th neighbour radii, and the floor (as many training images
     scored as if they were samples: how far real data is from the test set).
 
     The judge's dataset is read in grey levels: binarised MNIST's models are compared with grey images, since
     a decoder's output is a pixel probability, the grey level the binary pixels are drawn from."""
-    judge = load_judge_of(dataset)
-    splits = data.load_dataset(data.DATASETS[dataset].judge or dataset, data_dir)
+    judge = load_judge_of(dataset, device)
+    splits = data.load_dataset(data.DATASETS[dataset].judge or dataset, data_dir, device)
     features = judge_features(judge, splits["test"].images[:num_images])
-    radii = kth_neighbour_radius(features, NEIGHBOURS)
+    radii = kth_neighbour_radius(features, NEIGHBOURS).cpu()
     floor_features = judge_features(judge, splits["train"].images[:num_images])
     floor = {"fid": frechet_distance(features, floor_features),
              **precision_recall(features, floor_features, NEIGHBOURS, radii)}
@@ -86,7 +86,8 @@ def reference_for(dataset, data_dir, num_images):
 def measure_samples(model, codes, reference):
     """Decode the codes; their Fréchet distance and precision/recall against the reference's test images, and
     the judge's confident share and class entropy."""
-    images = torch.cat([model.decode(z) for z in codes.split(2000)])
+    device = next(model.parameters()).device
+    images = torch.cat([model.decode(z.to(device)) for z in codes.split(2000)])
     features = judge_features(reference["judge"], images)
     return {"fid": frechet_distance(reference["features"], features),
             **precision_recall(reference["features"], features, k=NEIGHBOURS, real_radii=reference["radii"]),

@@ -46,7 +46,7 @@ def configurations(datasets, seeds):
 
 def prepare(dataset, args):
     """What every run of a dataset is compared with: the judge, the test images' features, the floor."""
-    return reference_for(dataset, args.data_dir, args.num_samples)
+    return reference_for(dataset, args.data_dir, args.num_samples, args.device)
 
 
 @torch.no_grad()
@@ -60,11 +60,12 @@ def own_grid(codes, grid_size=20):
 def evaluate_run(model, splits, reference, args, seed=0):
     """Every measure of one trained model: evaluate.py's, the grid over its own codes, and for each sampler
     the Fréchet distance, precision and recall against the test images and the judge's verdicts."""
-    eval_args = Namespace(**{**vars(DEFAULTS), "seed": seed, "iwae_k": args.iwae_k,
+    eval_args = Namespace(**{**vars(DEFAULTS), "seed": seed, "iwae_k": args.iwae_k, "quadrature": True,
                              "iwae_images": args.iwae_images, "num_samples": args.num_samples})
     codes = encode_splits(model, splits)  # once per run: the fitted samplers and evaluate_model share them
     result = evaluate_model(model, splits, reference["judge"], eval_args, codes)
-    result["own_grid_confident"] = judge_samples(reference["judge"], model.decode(own_grid(codes["test"])))["confident"]
+    grid = own_grid(codes["test"]).to(codes["test"].device)
+    result["own_grid_confident"] = judge_samples(reference["judge"], model.decode(grid))["confident"]
     # the fitted samplers see the training codes as the model saw its training images (VAE: posterior means)
     sampler_of = {
         "prior": samplers.prior_sampler(model.latent_dim, seed),

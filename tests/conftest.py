@@ -69,3 +69,18 @@ def run_script(script, *args, cwd=None):
     finally:
         os.chdir(previous)
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(path):
+    """Another process holding the writer's lock of path (as a running train.py would); released on exit."""
+    code = ("import sys, time; from lab.files import WriterLock; lock = WriterLock(sys.argv[1]).__enter__(); "
+            "print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()

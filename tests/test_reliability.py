@@ -13,7 +13,7 @@ import models
 import train
 
 from lab import files, training
-from conftest import DATA_DIR, ROOT, run_script
+from conftest import DATA_DIR, ROOT, lock_held_elsewhere, run_script
 
 QUICK = ["--hidden_dims", "64", "--max_train_images", "2000", "--batch_size", "100", "--data_dir", DATA_DIR]
 
@@ -236,9 +236,7 @@ def test_a_second_writer_of_a_checkpoint_in_use_gets_one_error_line_naming_the_f
     """Two trainings on one checkpoint path: the later one stops at once and the file stays the first's."""
     quick_train(tmp_path, "--train_autoencoder", "--epochs", "1")
     before = weights(tmp_path / "ck" / "autoencoder.pt")
-    other = subprocess.Popen(["sleep", "30"])  # a live process holding the lock, as a running train.py would
-    try:
-        (tmp_path / "ck" / "autoencoder.pt.lock").write_text(f"{other.pid} 2026-11-27 12:00:00 python train.py\n")
+    with lock_held_elsewhere(tmp_path / "ck" / "autoencoder.pt") as other:
         result = run_script("train.py", *QUICK, "--train_autoencoder", "--epochs", "1", "--seed", "1",
                             "--checkpoint_dir", tmp_path / "ck", "--logdir", tmp_path / "logs")
         assert result.returncode == 2 and result.stderr.count("\n") == 1
@@ -246,10 +244,7 @@ def test_a_second_writer_of_a_checkpoint_in_use_gets_one_error_line_naming_the_f
         after = weights(tmp_path / "ck" / "autoencoder.pt")
         assert all(torch.equal(before[k], after[k]) for k in before)
         assert not (tmp_path / "ck" / "previous").exists()
-    finally:
-        other.kill()
-        other.wait()
-    # its writer gone (a crash, kill -9), the lock is stale: the next run takes it over and removes it at the end
+    # its writer gone (killed, like a crash), the lock went with it: the next run trains and removes the lock file
     quick_train(tmp_path, "--train_autoencoder", "--epochs", "1", "--seed", "1")
     assert not (tmp_path / "ck" / "autoencoder.pt.lock").exists()
     assert len(list((tmp_path / "ck" / "previous").glob("autoencoder-*.pt"))) == 1

@@ -1,4 +1,5 @@
 import json
+import re
 import math
 import os
 
@@ -11,7 +12,7 @@ import models
 import study
 
 from lab import measures, sample_measures, samplers, seed_statistics, seed_study
-from conftest import DATA_DIR
+from conftest import DATA_DIR, lock_held_elsewhere, run_script
 
 
 def gaussian_sample(n, mean, covariance, seed):
@@ -191,6 +192,98 @@ def test_quick_beta_sweep_runs_end_to_end(tmp_path):
             assert r["rate_nats"] is None and r["neg_elbo_nats"] is None
         else:
             assert 0 <= r["active_dims"] <= 2
+            # on the same images; -ELBO and IWAE from different draws, so for beta = 0 (posteriors shrunk to points,
+            # the two bounds nearly equal) only up to their sampling noise
+            assert r["images"] == 100 and r["neg_elbo_nats"] > r["iwae_nll"] - 0.1 and r["iwae_nll"] > r["nll_nats"], r
     for name in ("beta_sweep.md", "beta_rate_distortion.png", "beta_latents.png", "beta_samples.png"):
         assert (out / name).stat().st_size > 1000
     assert "VAE, β = 4" in (out / "beta_sweep.md").read_text()
+
+
+def test_reports_are_redrawn_from_the_committed_json_alone_and_match_what_is_committed(tmp_path):
+    """--report_only rebuilds study.md and the Markdown blocks from readme/study.json: they must equal the
+    committed ones (so no generated table was edited by hand, and none is stale against its JSON)."""
+    import shutil
+    from conftest import ROOT
+    out, docs = tmp_path / "readme", tmp_path / "docs"
+    out.mkdir(), docs.mkdir()
+    shutil.copy(os.path.join(ROOT, "readme", "study.json"), out)
+    shutil.copy(os.path.join(ROOT, "docs", "study.md"), docs)
+    shutil.copy(os.path.join(ROOT, "README.md"), tmp_path)
+    for name in ("study.md", "README.md"):
+        target = docs / name if name == "study.md" else tmp_path / name
+        target.write_text(re.sub(r"(<!-- (study|headline):begin -->\n).*?(<!-- \2:end -->)", r"\1\3",
+                                 target.read_text(), flags=re.S))  # emptied: the run must refill them
+    study.main(["--report_only", "-o", str(out), "--docs_dir", str(docs), "--readme", str(tmp_path / "README.md")])
+    with open(os.path.join(ROOT, "readme", "study.md")) as f:
+        assert (out / "study.md").read_text() == f.read()
+    with open(os.path.join(ROOT, "docs", "study.md")) as f:
+        assert (docs / "study.md").read_text() == f.read()
+    with open(os.path.join(ROOT, "README.md")) as f:
+        committed = f.read()
+    def table(readme):  # the verdicts; the line under them names the JSON's path and commit, which differ here
+        return re.search(r"<!-- headline:begin -->(.*?)\n\*Generated from", readme, re.S).group(1)
+    assert table((tmp_path / "README.md").read_text()) == table(committed)
+    assert (out / "study_samplers.png").stat().st_size > 10000
+
+
+def test_report_only_without_a_study_is_one_error_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        study.main(["--report_only", "-o", str(tmp_path), "--readme", "none"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: {tmp_path / 'study.json'}: no such file")
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_in_a_parallel_study_is_one_error_line_and_the_others_finish(tmp_path):
+    """One run's checkpoint is being written by another process (a live lock): that run fails with its error
+    line, the other runs train and evaluate, the exit status says it; the next call only does what is left."""
+    ck, out = tmp_path / "ck", tmp_path / "out"
+    (ck / "study" / "mnist-seed1").mkdir(parents=True)
+    argv = ["--quick", "--jobs", "2", "--datasets", "mnist", "--checkpoint_dir", str(ck), "-o", str(out),
+            "--data_dir", DATA_DIR]
+    with lock_held_elsewhere(ck / "study" / "mnist-seed1" / "vae.pt") as holder:
+        result = run_script("study.py", *argv)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2 and len(errors) == 1
+    assert errors[0].startswith("error: mnist-vae-seed1: ") and f"being written by process {holder.pid}" in errors[0]
+    assert not (out / "study.json").exists()
+    done = sorted(p.relative_to(ck) for p in ck.rglob("*.pt"))
+    assert [str(p) for p in done] == ["autoencoder.pt", "study/mnist-seed1/autoencoder.pt", "vae.pt"]
+    mtimes = {p: (ck / p).stat().st_mtime_ns for p in done}
+    assert run_script("study.py", *argv).returncode == 0  # the lock's process is gone, and its lock with it
+    assert {p: (ck / p).stat().st_mtime_ns for p in done} == mtimes  # nothing finished is trained again
+    assert len(json.loads((out / "study.json").read_text())["runs"]) == 4 and not list(ck.rglob("*.lock"))
+
+
+@pytest.mark.slow
+def test_a_parallel_study_killed_mid_way_resumes_without_losing_or_retraining_a_run(tmp_path):
+    """kill -9 of the main process and of its workers, mid-study; the same command then finishes the study,
+    trains no finished run again, and leaves no lock or temporary file behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import ROOT
+    ck, out = tmp_path / "ck", tmp_path / "out"
+    argv = ["--quick", "--jobs", "2", "--datasets", "mnist", "--seeds", "0", "1", "2", "--checkpoint_dir", str(ck),
+            "-o", str(out), "--data_dir", DATA_DIR, "--logdir", str(tmp_path / "logs")]
+    study_process = subprocess.Popen([sys.executable, os.path.join(ROOT, "study.py"), *argv], cwd=ROOT,
+                                     start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(models.read_checkpoint(p).get("completed")
+                                             for p in ck.rglob("*.pt") if not p.name.endswith(".lock")):
+        time.sleep(0.2)
+    os.kill(study_process.pid, signal.SIGKILL)  # the main process first: its workers are orphaned
+    time.sleep(0.5)
+    os.killpg(study_process.pid, signal.SIGKILL)  # then every worker
+    study_process.wait()
+    finished = {p: p.stat().st_mtime_ns for p in ck.rglob("*.pt") if models.read_checkpoint(p).get("completed")}
+    assert finished, "the study was killed before any run finished; the test needs one"
+    assert run_script("study.py", *argv).returncode == 0
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    result = json.loads((out / "study.json").read_text())
+    assert sorted((r["model"], r["seed"]) for r in result["runs"]) == \
+        [("autoencoder", 0), ("autoencoder", 1), ("autoencoder", 2), ("vae", 0), ("vae", 1), ("vae", 2)]
+    assert not [p for p in ck.rglob("*") if p.name.endswith(".lock") or ".pt.tmp" in p.name]

@@ -1,0 +1,74 @@
+"""The study's and the β sweep's written results: the Markdown reports, the figures and the generated blocks
+of README.md and docs/, from study.json's and beta_sweep.json's contents alone (study.py --report_only)."""
+import json
+import os
+
+import data
+import models
+from lab import reports, study_figures
+from lab.figures import save_atomically
+from lab.files import UserError, write_atomically
+
+
+def study_reports(study, args):
+    """study.md, study_samplers.png and the Markdown blocks, from study.json's contents alone."""
+    claims = reports.claims_table(study["comparisons"])
+    samplers = reports.samplers_table(study["summary"], study["floors"])
+    header = (f"Made by `{study['command']}` ({len(study['seeds'])} seeds; {study['seconds']:.0f} s this time, "
+              "cached runs not retrained). Means over seeds; intervals: 95 %, Student t.\n\n")
+    write_atomically(os.path.join(args.output_dir, "study.md"),
+                     "# The study\n\n" + header + "## Claims\n\n" + claims + "\n## Samplers\n\n" + samplers)
+    save_atomically(os.path.join(args.output_dir, "study_samplers.png"),
+                    study_figures.samplers_figure(study["summary"], study["floors"]))
+    if args.readme != "none":
+        reports.replace_readme_block(os.path.join(args.docs_dir, "study.md"), claims + "\n" + samplers, "study")
+        reports.replace_readme_block(args.readme, reports.headline(study, os.path.join(args.output_dir, "study.json")),
+                                     "headline")
+    print(claims)
+    return ["study.json", "study.md", "study_samplers.png"]
+
+
+def sweep_reports(sweep, args):
+    """beta_sweep.md, the β figures and the Markdown block, from beta_sweep.json's contents (and, for the rows of
+    panels, the first seed's checkpoints)."""
+    table = reports.sweep_table(sweep["summary"])
+    settings, dataset = sweep["settings"], sweep["dataset"]
+    write_atomically(os.path.join(args.output_dir, "beta_sweep.md"),
+                     f"# The β continuum\n\nMade by `{sweep['command']}` ({len(sweep['seeds'])} seeds, {dataset}; "
+                     f"{sweep['seconds']:.0f} s this time). Test set; means over seeds with 95 % intervals "
+                     f"(Student t). −log p(x) by quadrature, and IWAE with k = {settings['iwae_k']}, on "
+                     f"{settings['iwae_images']} test images.\n\n" + table)
+    written = ["beta_sweep.json", "beta_sweep.md", "beta_rate_distortion.png"]
+    save_atomically(os.path.join(args.output_dir, "beta_rate_distortion.png"),
+                    study_figures.rate_distortion_figure(sweep["runs"]))
+    first_seed = min(sweep["seeds"])
+    shown = [r for r in sweep["runs"] if r["seed"] == first_seed]
+    if all(os.path.exists(r["checkpoint"]) for r in shown):
+        shown = {r["beta"]: models.load_checkpoint(r["checkpoint"]) for r in shown}
+        test = data.load_dataset(dataset, args.data_dir)["test"]
+        n = min(len(test), 5000)
+        save_atomically(os.path.join(args.output_dir, "beta_latents.png"), study_figures.sweep_row_figure(
+            shown, study_figures.draw_latent_scatter(test.images[:n], test.labels[:n]),
+            f"{n:,} test codes (posterior means), seed {first_seed}: each panel on its own scale"))
+        save_atomically(os.path.join(args.output_dir, "beta_samples.png"), study_figures.sweep_row_figure(
+            shown, study_figures.draw_prior_samples(), f"decoded z ~ N(0, I), seed {first_seed}"))
+        written += ["beta_latents.png", "beta_samples.png"]
+    else:
+        print(f"seed {first_seed}'s checkpoints are not all here: beta_latents.png and beta_samples.png not redrawn")
+    if args.readme != "none":
+        reports.replace_readme_block(os.path.join(args.docs_dir, "beta-continuum.md"), table, "beta")
+    print(table)
+    return written
+
+
+def from_json(args):
+    """--report_only: the reports of the study (or sweep) whose JSON is in output_dir, nothing recomputed."""
+    path = os.path.join(args.output_dir, "beta_sweep.json" if args.beta_sweep else "study.json")
+    try:
+        with open(path) as f:
+            result = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file; run the study first (without --report_only)") from None
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+    return (sweep_reports if args.beta_sweep else study_reports)(result, args)
