@@ -24,7 +24,7 @@ JUDGE_PATH_HELP = judges.JUDGE_PATH.replace("{dataset}", "<dataset>")
 def parse_args(argv=None):
     p = cli.ArgumentParser(
         prog="evaluate.py",
-        description="Compute every metric of the README for each checkpoint on the 10 000 test images and write "
+        description="Compute every measure of docs/models.md for each checkpoint on the 10 000 test images and write "
                     "<output_dir>/metrics.json and metrics.md. Generated images are judged by a small CNN digit "
                     f"classifier ({JUDGE_PATH_HELP}); --train_classifier (re)trains it first.")
     cli.add_checkpoint_arguments(p)

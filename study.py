@@ -30,8 +30,9 @@ def parse_args(argv=None):
         prog="study.py",
         description="Train (what is missing), evaluate and aggregate the AE-vs-VAE study over seeds: writes "
                     "<output_dir>/study.json (every run, means with 95 % intervals, a verdict per claim), study.md "
-                    "and study_*.png, and refreshes the study table in README.md. Finished runs and their "
-                    "evaluations are cached, so an interrupted study continues where it stopped.")
+                    "and study_*.png, and refreshes the tables in docs/study.md and the headline in README.md. "
+                    "Finished runs and their evaluations are cached, so an interrupted study continues where it "
+                    "stopped.")
     p.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=None, metavar="S",
                    help="training seeds; seed 0 is the README's default run (default: 0 1 2 3 4; with --quick: 0 1)")
     p.add_argument("--datasets", nargs="+", choices=sorted(data.DATASETS), default=None,

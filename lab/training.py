@@ -83,7 +83,7 @@ def parse_args(argv=None):
     g.add_argument("--compile", action="store_true",
                    help="compile the loss and its gradient with torch.compile (needs a C++ compiler on the CPU). "
                         "Off by default: on a 2-core CPU steps get ~7 %% faster, but compiling costs more than the "
-                        "20-epoch default run gains (it ended 10-30 s later); see README, Speed")
+                        "20-epoch default run gains (it ended 10-30 s later); see docs/speed.md")
     g.add_argument("--resume", action="store_true",
                    help="continue each named model's unfinished run from its checkpoint (weights, optimizer, "
                         "schedule, epoch, random state) with the settings stored there; model and optimisation "

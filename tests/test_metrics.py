@@ -82,6 +82,12 @@ def test_iwae_stays_finite_when_a_posterior_is_narrower_than_float32_can_hold():
     estimate = measures.iwae_nll(vae, images, k=1)
     assert torch.isfinite(estimate).all()
     assert (estimate <= point_mass + 1e-3).all() and (estimate > point_mass - 10).all()
+    # the training objective shares the estimator: finite too, with finite gradients
+    iwae_trained = models.VAE(hidden_dims=[16], iwae_k=5)
+    iwae_trained.load_state_dict(vae.state_dict())
+    loss = iwae_trained.loss(images)["total"]
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in iwae_trained.parameters())
 
 
 def test_quadrature_of_a_decoder_that_ignores_its_code_is_its_cross_entropy():
