@@ -70,6 +70,7 @@ def checkpoint_state(path, train_args, beta=1.0):
     same = (checkpoint.get("dataset", "mnist") == train_args.dataset
             and all(config.get(k) == getattr(train_args, k) for k in training.RESUMED_SETTINGS if k != "dataset")
             and config.get("max_train_images") == train_args.max_train_images
+            and config.get("precision", "fp32") == train_args.precision
             and checkpoint["model_args"].get("beta", 1.0) == (1.0 if checkpoint["kind"] == "autoencoder" else beta)
             and checkpoint["model_args"].get("iwae_k", 1) == 1)
     if not same:

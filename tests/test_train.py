@@ -112,6 +112,17 @@ def test_same_seed_gives_the_same_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_bf16_steps_train_a_model_as_good_within_a_nat_and_say_so_in_the_checkpoint(tmp_path):
+    quick_train(tmp_path / "a", "--train_vae", "--epochs", "1", "--max_train_images", "1000")
+    quick_train(tmp_path / "b", "--train_vae", "--epochs", "1", "--max_train_images", "1000", "--precision", "bf16")
+    a = torch.load(tmp_path / "a" / "ck" / "vae.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "ck" / "vae.pt", weights_only=True)
+    assert a["config"]["precision"] == "fp32" and b["config"]["precision"] == "bf16"
+    assert all(v.dtype == torch.float32 for v in b["model_state"].values())  # the weights stay float32
+    assert not all(torch.equal(a["model_state"][k], b["model_state"][k]) for k in a["model_state"])  # bf16 ran
+    assert abs(a["test_metrics"]["loss_total"] - b["test_metrics"]["loss_total"]) < 1.0
+
+
 def test_checkpoint_of_an_unfinished_run_holds_what_resuming_needs(tmp_path, monkeypatch):
     real_evaluate = training.measures.evaluate_split
 
