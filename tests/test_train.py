@@ -112,6 +112,7 @@ def test_same_seed_gives_the_same_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_bf16_steps_train_a_model_as_good_within_a_nat_and_say_so_in_the_checkpoint(tmp_path):
     quick_train(tmp_path / "a", "--train_vae", "--epochs", "1", "--max_train_images", "1000")
     quick_train(tmp_path / "b", "--train_vae", "--epochs", "1", "--max_train_images", "1000", "--precision", "bf16")
@@ -173,6 +174,7 @@ def test_a_failing_compiler_is_one_error_line_and_writes_nothing(tmp_path, monke
     assert not list((tmp_path / "ck").glob("*.pt")) and not list((tmp_path / "logs").glob("*"))
 
 
+@pytest.mark.slow
 def test_binarized_mnist_trains_on_binary_batches_and_validates_on_the_fixed_binary_split(tmp_path, monkeypatch):
     inputs_were_binary = []
     real_loss = models.VAE.loss
