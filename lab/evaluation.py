@@ -40,7 +40,11 @@ def evaluate_model(model, splits, judge, args=DEFAULTS, codes=None):
                                                                         seed=args.seed)
         result["iwae_images"] = min(n, len(test))
         if getattr(args, "quadrature", False) and model.latent_dim == 2:
-            result["quadrature_nll"] = measures.quadrature_nll(model, test.images[:n]).mean().item()
+            try:
+                extent = measures.quadrature_extent(model, test.images[:n])
+                result["quadrature_nll"] = measures.quadrature_nll(model, test.images[:n], extent).mean().item()
+            except measures.OutOfReach as e:
+                result["quadrature_nll"], result["quadrature_skipped"] = None, str(e)
     result["knn5_accuracy"] = measures.knn_accuracy(train_codes, splits["train"].labels, test_codes, test.labels, k=5)
     result |= measures.prior_match(test_codes, seed=args.seed)
 

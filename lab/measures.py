@@ -97,6 +97,26 @@ def iwae_nll_of_split(model, images, k=1000, batch_size=100, seed=0):
     return total / len(images)
 
 
+QUADRATURE_REACH = 10.0  # the widest box quadrature_nll integrates over: (2 * 10 / 0.02)² = 1e6 decodes
+
+
+class OutOfReach(ValueError):
+    """The posteriors lie beyond the box the quadrature can afford: its -log p(x) would be wrong, not just loose."""
+
+
+@torch.no_grad()
+def quadrature_extent(model, images, least=6.0):
+    """The half-width of the box holding every image's posterior (mean +- 4 sd; at least `least`, where the
+    prior's mass beyond is 2e-9): outside it, p(x|z) p(z) is negligible. OutOfReach beyond QUADRATURE_REACH
+    (a beta = 0 VAE's codes reach +-40, an AutoEncoder's too)."""
+    mu, logvar = model.encode_dist(images)
+    need = (mu.abs() + 4 * torch.exp(0.5 * logvar)).max().item()
+    if need > QUADRATURE_REACH:
+        raise OutOfReach(f"posteriors reach {need:.1f} from the origin, beyond the quadrature's box "
+                         f"[-{QUADRATURE_REACH:g}, {QUADRATURE_REACH:g}]²")
+    return max(least, math.ceil(need))
+
+
 @torch.no_grad()
 def quadrature_nll(model, images, extent=6.0, step=0.02, grid_chunk=4000):
     """-log p(x) of a 2-D latent model by integrating over the latent plane, nats per image:
@@ -105,8 +125,9 @@ def quadrature_nll(model, images, extent=6.0, step=0.02, grid_chunk=4000):
 
     With two latent dimensions the integral needs no estimator: the grid decodes once for all images,
     and the sum converges fast (a smooth integrand; on the README's models step 0.02 agrees with 0.005
-    to 0.003 nats). Leaving out the prior's mass beyond `extent` (2e-9 at 6) can only lower p(x), so
-    truncation errs on the side of a larger -log p(x), like the IWAE bound. Cost: one decode per grid
+    to 0.003 nats). Leaving out the mass beyond `extent` can only lower p(x): negligible while the box holds
+    the posteriors (quadrature_extent says how wide it must be; a posterior far out, where p(x|z) is large
+    enough to outweigh a tiny p(z), would make the result wrong, not just loose). Cost: one decode per grid
     point (361 201 at the defaults) and one images x grid product of 784-vectors.
     """
     if model.latent_dim != 2:

@@ -248,3 +248,18 @@ def test_evaluation_metrics_reach_the_training_runs_tensorboard_hparams(tmp_path
     (run_dir,) = (tmp_path / "logs").iterdir()
     scalars = EventAccumulator(str(run_dir)).Reload().Tags()["scalars"]
     assert "eval/iwae_nll_k2" in scalars and "eval/prior_samples_confident" in scalars
+
+
+def test_quadrature_refuses_posteriors_beyond_its_box_and_widens_it_for_those_within_reach():
+    torch.manual_seed(0)
+    vae = models.VAE(hidden_dims=[16]).eval()
+    images = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        vae.encoder[-1].weight.zero_()
+        vae.encoder[-1].bias.copy_(torch.tensor([0.5, -1.0, 0.0, 0.0]))  # mu, logvar: sd 1
+        assert measures.quadrature_extent(vae, images) == 6.0  # 1 + 4 sd: the prior's box suffices
+        vae.encoder[-1].bias.copy_(torch.tensor([7.5, -1.0, -8.0, -8.0]))  # mu 7.5, sd 0.02
+        assert measures.quadrature_extent(vae, images) == 8.0
+        vae.encoder[-1].bias.copy_(torch.tensor([40.0, -1.0, -8.0, -8.0]))  # a beta = 0 VAE's far codes
+        with pytest.raises(measures.OutOfReach, match="beyond the quadrature's box"):
+            measures.quadrature_extent(vae, images)

@@ -192,9 +192,12 @@ def test_quick_beta_sweep_runs_end_to_end(tmp_path):
             assert r["rate_nats"] is None and r["neg_elbo_nats"] is None
         else:
             assert 0 <= r["active_dims"] <= 2
-            # on the same images; -ELBO and IWAE from different draws, so for beta = 0 (posteriors shrunk to points,
-            # the two bounds nearly equal) only up to their sampling noise
-            assert r["images"] == 100 and r["neg_elbo_nats"] > r["iwae_nll"] - 0.1 and r["iwae_nll"] > r["nll_nats"], r
+            # on the same images, -ELBO >= IWAE >= -log p(x), up to the estimates' sampling noise: these one-epoch
+            # models' bounds can be within hundredths of a nat of each other (quadrature is skipped, saying why,
+            # where the posteriors reach beyond its box)
+            assert r["images"] == 100 and r["neg_elbo_nats"] > r["iwae_nll"] - 0.1, r
+            assert (r["nll_nats"] is None) == ("nll_skipped" in r)
+            assert r["nll_nats"] is None or r["iwae_nll"] > r["nll_nats"] - 0.1, r
     for name in ("beta_sweep.md", "beta_rate_distortion.png", "beta_latents.png", "beta_samples.png"):
         assert (out / name).stat().st_size > 1000
     assert "VAE, β = 4" in (out / "beta_sweep.md").read_text()
