@@ -53,7 +53,7 @@ def markdown_table(results, baseline, iwae_k, dataset="mnist", split="test"):
         lookup = f"iwae_nll_k{iwae_k}" if key == "iwae_nll" else key
         if key == "iwae_nll":
             label = f"IWAE estimate of −log p(x), k = {iwae_k}, nats"
-        cells = [fmt.format(results[n][lookup]) if lookup in results[n] else "–" for n in names]
+        cells = [fmt.format(results[n][lookup]) if results[n].get(lookup) is not None else "–" for n in names]
         if not any(c != "–" for c in cells):
             continue
         lines.append(f"| {label} | " + " | ".join(cells) + " | "

@@ -3,6 +3,7 @@
 Each claim is read off the paired differences VAE - AutoEncoder of the same seed, on one measure per row
 (CLAIMS). Runs are trained and evaluated by runner.py; evaluate_run says what each run is scored on.
 """
+import math
 from argparse import Namespace
 
 import torch
@@ -80,14 +81,19 @@ def evaluate_run(model, splits, reference, args, seed=0):
 # ---- aggregate ----
 
 def summarise(runs):
-    """Mean and 95 % interval over seeds of every measure, per (dataset, model, sampler)."""
+    """Mean and 95 % interval over seeds of every measure, per (dataset, model, sampler); a measure a run could
+    not take (None, with a note beside it, such as quadrature_skipped) is left out, so n says how many remain."""
     groups = {}
+
+    def add(key, value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            groups.setdefault(key, []).append(value)
     for run in runs:
         for metric, value in run["metrics"].items():
-            groups.setdefault((run["dataset"], run["model"], None, metric), []).append(value)
+            add((run["dataset"], run["model"], None, metric), value)
         for sampler, sample_results in run["samplers"].items():
             for metric, value in sample_results.items():
-                groups.setdefault((run["dataset"], run["model"], sampler, metric), []).append(value)
+                add((run["dataset"], run["model"], sampler, metric), value)
     summary = []
     for (dataset, model, sampler, metric), values in groups.items():
         mean, ci = mean_ci95(values)

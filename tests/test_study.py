@@ -290,3 +290,12 @@ def test_a_parallel_study_killed_mid_way_resumes_without_losing_or_retraining_a_
     assert sorted((r["model"], r["seed"]) for r in result["runs"]) == \
         [("autoencoder", 0), ("autoencoder", 1), ("vae", 0), ("vae", 1)]
     assert not [p for p in ck.rglob("*") if p.name.endswith(".lock") or ".pt.tmp" in p.name]
+
+
+def test_a_measure_a_run_could_not_take_is_left_out_of_the_mean_and_n_says_so():
+    from lab import seed_study
+    runs = [{"dataset": "mnist", "model": "vae", "seed": s, "samplers": {},
+             "metrics": {"quadrature_nll": None if s == 0 else 130.0 + s, "quadrature_skipped": "beyond the box"}}
+            for s in range(3)]
+    (entry,) = seed_study.summarise(runs)
+    assert entry["metric"] == "quadrature_nll" and entry["n"] == 2 and entry["mean"] == pytest.approx(131.5)
