@@ -224,3 +224,16 @@ def test_gradient_clipping_rescues_a_blown_up_batch_and_changes_nothing_else(tmp
     clean_loss, unclipped = val_loss(tmp_path / "clipped"), val_loss(tmp_path / "blown_free")
     assert unclipped > clean_loss + 10
     assert val_loss(tmp_path / "blown_clipped") < (clean_loss + unclipped) / 2
+
+
+def test_clipping_leaves_gradients_below_the_limit_alone_and_scales_those_above_to_it():
+    model = torch.nn.Linear(4, 3)
+    model(torch.ones(2, 4)).sum().backward()
+    before = [p.grad.clone() for p in model.parameters()]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in before]))
+    training.clip_gradients(model, norm.item() * 2, torch.device("cpu"))
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), before))
+    training.clip_gradients(model, norm.item() / 4, torch.device("cpu"))
+    after = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()]))
+    assert after.item() == pytest.approx(norm.item() / 4, rel=1e-4)
+    assert all(torch.allclose(p.grad * 4, g, rtol=1e-4) for p, g in zip(model.parameters(), before))
