@@ -116,11 +116,22 @@ def run_state(config, args):
     return path, train_args, checkpoint_state(path, train_args, config.beta)
 
 
-def is_done(config, args, cache_suffix):
-    """Whether a run needs no work: its checkpoint holds the finished run and its evaluation is cached."""
+def cached_record(config, args, cache_suffix):
+    """The record of a run that needs no work (its checkpoint holds the finished run and its evaluation is
+    cached), read from the files alone; None if it needs work."""
     path, _, state = run_state(config, args)
-    return state == "finished" and cached_evaluation(cache_path_of(config, args, cache_suffix), file_sha256(path),
-                                                     evaluation_settings(args)) is not None
+    if state != "finished":
+        return None
+    sha256 = file_sha256(path)
+    cached = cached_evaluation(cache_path_of(config, args, cache_suffix), sha256, evaluation_settings(args))
+    return None if cached is None else record(config, path, sha256, cached, 0.0)
+
+
+def record(config, path, sha256, cached, train_seconds):
+    return {"config": config, "checkpoint": path, "checkpoint_sha256": sha256,
+            "result": {k: v for k, v in cached.items() if k not in CACHE_BOOKKEEPING},
+            "train_seconds_this_invocation": round(train_seconds, 1),
+            "evaluate_seconds": round(cached["evaluate_seconds"], 1)}
 
 
 def run_one(config, prepare, args, evaluate_one, cache_suffix):
@@ -147,10 +158,7 @@ def run_one(config, prepare, args, evaluate_one, cache_suffix):
         cached = {"checkpoint_sha256": sha256, "settings": settings, **result,
                   "evaluate_seconds": time.perf_counter() - t}
         write_atomically(cache_path, json.dumps(cached, indent=1) + "\n")
-    return {"config": config, "checkpoint": path, "checkpoint_sha256": sha256,
-            "result": {k: v for k, v in cached.items() if k not in CACHE_BOOKKEEPING},
-            "train_seconds_this_invocation": round(train_seconds, 1),
-            "evaluate_seconds": round(cached["evaluate_seconds"], 1)}
+    return record(config, path, sha256, cached, train_seconds)
 
 
 _prepared = {}
@@ -219,13 +227,12 @@ def run_all(configs, args, prepare, evaluate_one, cache_suffix, title):
     args.device = args.device if isinstance(args.device, torch.device) else resolve_device(args)
     jobs = getattr(args, "jobs", 1)
     writable_dir(os.path.join(args.checkpoint_dir, "study", "evaluations"))
-    done = {c for c in configs if is_done(c, args, cache_suffix)}
-    records = {c: run_one(c, prepare, args, evaluate_one, cache_suffix) for c in configs if c in done}  # from caches
-    todo = [c for c in configs if c not in done]
+    records = {c: r for c in configs if (r := cached_record(c, args, cache_suffix)) is not None}  # from the files
+    todo = [c for c in configs if c not in records]
     for dataset in dict.fromkeys(c.dataset for c in todo):
         prepared_of(dataset, prepare, args)  # a missing judge or damaged data fails now, not after every run
     # the runs found done count from the start, so the rate (and the ETA) is that of the runs that need work
-    bar = tqdm(total=len(configs), initial=len(done), unit="run", desc=title, file=sys.stderr, dynamic_ncols=True,
+    bar = tqdm(total=len(configs), initial=len(records), unit="run", desc=title, file=sys.stderr, dynamic_ncols=True,
                bar_format="{desc}: {n}/{total} runs trained and evaluated [{elapsed}<{remaining}] {postfix}")
     failures, lost = [], []
     if jobs == 1 or len(todo) <= 1:
