@@ -182,6 +182,8 @@ def _start_worker(threads):
     torch.set_num_threads(threads)
     # the main process's bar says what each run is doing; the workers' epoch lines and bars would garble it
     sys.stdout = sys.stderr = open(os.devnull, "w")
+    # ...and their bars need no lock shared between processes (a semaphore, which a stopped worker would leak)
+    tqdm.set_lock(threading.RLock())
     parent = os.getppid()
 
     def stop_when_orphaned():
@@ -189,6 +191,15 @@ def _start_worker(threads):
             time.sleep(1)
         os.kill(os.getpid(), signal.SIGTERM)
     threading.Thread(target=stop_when_orphaned, daemon=True).start()
+
+
+def _run_in_worker(*run_args):
+    """run_one in a worker. A stopped run (SIGTERM: Ctrl-C in the main process, or its death) ends the worker
+    process once the run has cleaned up its files: the pool would otherwise start the next run it has queued."""
+    try:
+        return run_one(*run_args)
+    except KeyboardInterrupt:
+        os._exit(143)
 
 
 def floor_of(dataset, prepare, args):
@@ -252,7 +263,7 @@ def run_all(configs, args, prepare, evaluate_one, cache_suffix, title):
                                    initializer=_start_worker, initargs=(threads,))
         interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the workers as they start
         try:
-            futures = {pool.submit(run_one, c, prepare, args, evaluate_one, cache_suffix): c for c in todo}
+            futures = {pool.submit(_run_in_worker, c, prepare, args, evaluate_one, cache_suffix): c for c in todo}
         finally:
             signal.signal(signal.SIGINT, interrupt)
         try:
@@ -270,7 +281,7 @@ def run_all(configs, args, prepare, evaluate_one, cache_suffix, title):
                 bar.set_postfix_str(f"{config.run_id} done")
                 bar.update()
         except KeyboardInterrupt:
-            for process in list(pool._processes.values()):  # stop the workers too; their epochs are saved
+            for process in list(pool._processes.values()):  # stop the workers' runs too; they keep their last epoch
                 process.terminate()
             pool.shutdown(cancel_futures=True)
             raise

@@ -292,6 +292,55 @@ def test_a_parallel_study_killed_mid_way_resumes_without_losing_or_retraining_a_
     assert not [p for p in ck.rglob("*") if p.name.endswith(".lock") or ".pt.tmp" in p.name]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["training", "evaluating"])
+def test_ctrl_c_stops_a_parallel_study_at_once_at_every_stage(tmp_path, stage):
+    """Ctrl-C (SIGINT to the terminal's process group) while workers train, and while one evaluates: the study
+    stops within seconds with one line and status 130, leaves no worker, lock or temporary file, and the same
+    command then finishes it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import ROOT
+    ck, out = tmp_path / "ck", tmp_path / "out"
+    argv = ["--quick", "--jobs", "2", "--datasets", "mnist", "--checkpoint_dir", str(ck),
+            "-o", str(out), "--data_dir", DATA_DIR, "--logdir", str(tmp_path / "logs")]
+    study_process = subprocess.Popen([sys.executable, os.path.join(ROOT, "study.py"), *argv], cwd=ROOT,
+                                     start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+    evaluations = ck / "study" / "evaluations"
+
+    def reached():
+        if stage == "training":
+            return any(p.name.endswith(".lock") for p in ck.rglob("*"))
+        return any(p.name.startswith("mnist-") for p in evaluations.glob("*.json")) if evaluations.exists() else False
+    deadline = time.time() + 120
+    while time.time() < deadline and not reached():
+        time.sleep(0.1)
+    assert reached(), f"the study never reached {stage}"
+    time.sleep(1.0)
+    os.killpg(study_process.pid, signal.SIGINT)
+    stopped_at = time.time()
+    _, stderr = study_process.communicate(timeout=60)
+    assert time.time() - stopped_at < 15, "the study took more than 15 s to stop after Ctrl-C"
+    assert study_process.returncode == 130 and "interrupted: finished runs" in stderr
+    assert "Traceback" not in stderr and "leaked" not in stderr
+    def group_alive():  # its workers (and multiprocessing's resource tracker, which goes a moment later)
+        try:
+            os.killpg(study_process.pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+    deadline = time.time() + 10
+    while group_alive() and time.time() < deadline:
+        time.sleep(0.1)
+    assert not group_alive(), "a worker outlived the study"
+    assert not [p for p in ck.rglob("*") if p.name.endswith(".lock") or ".pt.tmp" in p.name]
+    assert run_script("study.py", *argv).returncode == 0
+    assert len(json.loads((out / "study.json").read_text())["runs"]) == 4
+
+
 def test_a_measure_a_run_could_not_take_is_left_out_of_the_mean_and_n_says_so():
     from lab import seed_study
     runs = [{"dataset": "mnist", "model": "vae", "seed": s, "samplers": {},
