@@ -12,7 +12,6 @@ are drawn from the aggregated results alone (lab/reports.py, lab/study_figures.p
 Seed 0 is the README's default run: its checkpoints are the committed ones in checkpoints/. Other seeds
 live in checkpoints/study/<dataset>-seed<S>/ (not committed; their results are, in readme/study.json).
 """
-import json
 import os
 import signal
 import sys
@@ -22,7 +21,8 @@ import matplotlib.pyplot as plt
 
 import data
 from lab import beta_sweep, cli, runner, seed_study, study_reports, training
-from lab.files import write_atomically, writable_dir
+from lab.files import strict_json, write_atomically, writable_dir
+from lab.provenance import provenance
 
 
 def parse_args(argv=None):
@@ -58,13 +58,13 @@ def parse_args(argv=None):
                         "<output_dir>/study.json (beta_sweep.json with --beta_sweep) as they are")
     p.add_argument("--num_samples", type=cli.positive_int, default=10000,
                    help="decoded samples per model and sampler, and test images they are compared with (default: %(default)s)")
-    p.add_argument("--iwae_k", type=cli.positive_int, default=100,
-                   help="importance samples per image of the VAE's IWAE bound, a cross-check of its -log p(x), which "
-                        "for 2-D VAEs is computed exactly by quadrature over the latent plane on the same images "
-                        "(default: %(default)s)")
+    p.add_argument("--iwae_k", type=cli.positive_int, default=20,
+                   help="draws per image for the VAE's -ELBO and IWAE bound (the same draws), a cross-check of its "
+                        "-log p(x), which for 2-D VAEs is computed exactly by quadrature over the latent plane on "
+                        "the same images; 20 costs a few seconds (default: %(default)s)")
     p.add_argument("--iwae_images", type=cli.positive_int, default=None,
                    help="test images for -log p(x) by quadrature and the IWAE bound (the β sweep: for every measure), "
-                        "so that -ELBO >= IWAE >= -log p(x) compare on the same images (default: all 10 000)")
+                        "and the -ELBO, so that -ELBO >= IWAE >= -log p(x) compare on the same images (default: all 10 000)")
     p.add_argument("--beta_sweep", action="store_true",
                    help="the beta continuum instead: VAEs at each --betas value and the AutoEncoder (--seeds 0 1 2 by "
                         "default) on one dataset (--datasets, default mnist) -> beta_sweep.json/.md, beta_*.png, and "
@@ -97,18 +97,25 @@ def parse_args(argv=None):
     return args
 
 
+def made_by(configs, args, command):
+    """The result's provenance; its wall time is that of every invocation that trained or evaluated its runs."""
+    return provenance(command, runner.wall_seconds_of(configs, args), args.jobs, args.device)
+
+
 def study_main(args, command, started):
     configs = seed_study.configurations(args.datasets, args.seeds)
     records = runner.run_all(configs, args, seed_study.prepare, seed_study.evaluate_run, "", "study")
     runs = [{"dataset": r["config"].dataset, "model": r["config"].kind, "seed": r["config"].seed,
-             **{k: r[k] for k in ("checkpoint", "checkpoint_sha256", "train_seconds_this_invocation", "evaluate_seconds")},
+             **{k: r[k] for k in ("checkpoint", "checkpoint_sha256", "train_seconds", "evaluate_seconds")},
              "metrics": r["result"]["metrics"], "samplers": r["result"]["samplers"]} for r in records]
     floors = {dataset: runner.floor_of(dataset, seed_study.prepare, args) for dataset in args.datasets}
-    study = {"command": command, "seconds": round(time.perf_counter() - started, 1),
+    study = {"provenance": made_by(configs, args, command),
              "settings": runner.evaluation_settings(args), "seeds": args.seeds, "datasets": args.datasets,
+             "claims": [{"claim": c.text, "primary": c.metric, "sampler": c.sampler, "reason": c.reason,
+                         "margin": c.margin} for c in seed_study.CLAIMS],
              "floors": floors, "runs": runs, "summary": seed_study.summarise(runs),
              "comparisons": seed_study.compare(runs)}
-    write_atomically(os.path.join(args.output_dir, "study.json"), json.dumps(study, indent=1) + "\n")
+    write_atomically(os.path.join(args.output_dir, "study.json"), strict_json(study))
     return study_reports.study_reports(study, args)
 
 
@@ -118,13 +125,12 @@ def sweep_main(args, command, started):
     records = runner.run_all(configs, args, beta_sweep.prepare, beta_sweep.evaluate_run, "-sweep", "beta sweep")
     runs = [{"dataset": r["config"].dataset, "model": r["config"].kind, "beta": r["config"].beta,
              "seed": r["config"].seed, "checkpoint": r["checkpoint"], **r["result"],
-             "train_seconds_this_invocation": r["train_seconds_this_invocation"],
-             "evaluate_seconds": r["evaluate_seconds"]} for r in records]
-    sweep = {"command": command, "seconds": round(time.perf_counter() - started, 1),
+             "train_seconds": r["train_seconds"], "evaluate_seconds": r["evaluate_seconds"]} for r in records]
+    sweep = {"provenance": made_by(configs, args, command),
              "settings": runner.evaluation_settings(args), "dataset": dataset, "seeds": args.seeds,
              "betas": args.betas, "floor": runner.floor_of(dataset, beta_sweep.prepare, args), "runs": runs,
              "summary": beta_sweep.summarise_sweep(runs)}
-    write_atomically(os.path.join(args.output_dir, "beta_sweep.json"), json.dumps(sweep, indent=1) + "\n")
+    write_atomically(os.path.join(args.output_dir, "beta_sweep.json"), strict_json(sweep))
     return study_reports.sweep_reports(sweep, args)
 
 
@@ -132,7 +138,7 @@ def main(argv=None):
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, training.stop_on_sigterm)
     started = time.perf_counter()
-    command = cli.command_line("study.py", argv)
+    command = args.command = cli.command_line("study.py", argv)
     plt.switch_backend("Agg")  # files only
     try:
         with cli.errors_as_one_line():

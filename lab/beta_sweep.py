@@ -9,13 +9,13 @@ import data
 from lab import measures, samplers
 from lab.runner import RunConfig
 from lab.sample_measures import measure_samples, reference_for
-from lab.seed_statistics import mean_ci95
+from lab.seed_statistics import bootstrap_ci95
 from models import encode_in_batches
 
 BETAS = [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]  # from an AutoEncoder with noisy codes to posterior collapse
 DEFAULT_SEEDS = [0, 1, 2]
 SWEEP_MEASURES = ("rate_nats", "distortion_nats", "neg_elbo_nats", "iwae_nll", "nll_nats", "active_dims",
-                  "mmd2_to_prior", "fid", "precision", "recall", "confident")
+                  "mmd2_to_prior", "fid", "density", "coverage", "precision", "confident")
 
 
 def configurations(dataset, seeds, betas):
@@ -37,31 +37,31 @@ def evaluate_run(model, splits, reference, args, seed=0):
     terms = measures.evaluate_split(model, test)
     codes = encode_in_batches(model, test.images)
     result = {"images": n, "distortion_nats": terms["loss_recon"], "rate_nats": terms.get("loss_kl"),
-              "neg_elbo_nats": terms["loss_recon"] + terms["loss_kl"] if "loss_kl" in terms else None,
-              "iwae_nll": None, "nll_nats": None, "active_dims": measures.active_dimensions(codes),
+              "neg_elbo_nats": None, "iwae_nll": None, "nll_nats": None,
+              "active_dims": measures.active_dimensions(codes),
               "mmd2_to_prior": measures.prior_match(codes, seed=seed)["mmd2_to_prior"]}
     if model.kind == "vae":
-        result["iwae_nll"] = measures.iwae_nll_of_split(model, test.images, k=args.iwae_k, seed=seed)
-        if model.latent_dim == 2:
-            try:
-                extent = measures.quadrature_extent(model, test.images)
-                result["nll_nats"] = measures.quadrature_nll(model, test.images, extent).mean().item()
-            except measures.OutOfReach as e:
-                result["nll_skipped"] = str(e)
+        bounds = measures.likelihood_bounds(model, test.images, k=args.iwae_k, seed=seed)
+        result |= {"neg_elbo_nats": bounds["neg_elbo"], "iwae_nll": bounds["iwae_nll"], "nll_nats": bounds.get("nll")}
+        if "nll_skipped" in bounds:
+            result["nll_skipped"] = bounds["nll_skipped"]
     prior = samplers.prior_sampler(model.latent_dim, seed)(args.num_samples)
     return result | measure_samples(model, prior, reference)
 
 
 def summarise_sweep(runs):
+    """Mean, 95 % bootstrap interval (inside the measure's range) and every seed's value, per beta and measure."""
     groups = {}
     for run in runs:
         for metric in SWEEP_MEASURES:
-            # None: not defined for this model (the AutoEncoder's rate); nan or inf: not computable -- left
-            # out, so n says how many remain
+            # None: not defined for this model (the AutoEncoder's rate) or not computable (nll_skipped says
+            # why) -- left out, so n says how many remain
             if run.get(metric) is not None and math.isfinite(run[metric]):
-                groups.setdefault((run["beta"], metric), []).append(run[metric])
+                groups.setdefault((run["beta"], metric), {})[run["seed"]] = run[metric]
     summary = []
-    for (beta, metric), values in groups.items():
-        mean, ci = mean_ci95(values)
-        summary.append({"beta": beta, "metric": metric, "n": len(values), "mean": mean, "ci95": list(ci)})
+    for (beta, metric), by_seed in groups.items():
+        values = [by_seed[s] for s in sorted(by_seed)]
+        mean, ci = bootstrap_ci95(values)
+        summary.append({"beta": beta, "metric": metric, "n": len(values), "mean": mean, "ci95": list(ci),
+                        "seeds": sorted(by_seed), "values": values})
     return summary

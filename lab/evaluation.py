@@ -23,28 +23,28 @@ def encode_splits(model, splits, split="test"):
 
 @torch.no_grad()
 def evaluate_model(model, splits, judge, args=DEFAULTS, codes=None):
-    """Every measure of one trained AE or VAE, as a flat dict (codes: encode_splits' result, if at hand)."""
+    """Every measure of one trained AE or VAE, as a flat dict (codes: encode_splits' result, if at hand).
+
+    objective: what training minimised (the AutoEncoder's cross-entropy; the VAE's recon + beta * KL, or its
+    IWAE bound); recon: the reconstruction cross-entropy at the code the model gives an image (the VAE's
+    posterior mean), the one number both models share; the VAE adds recon_sampled_z and rate (its ELBO's two
+    terms), and neg_elbo >= iwae_nll_k<K> >= nll on the same first bound_images images."""
     split = getattr(args, "split", "test")
     test = splits[split]
     device = test.images.device
     codes = codes or encode_splits(model, splits, split)
     train_codes, test_codes = codes["train"], codes[split]
-    result = {f"test_{k}": v for k, v in measures.evaluate_split(model, test).items() if k.startswith("loss_")}
-    if "test_loss_elbo" in result:  # trained on the IWAE bound: the table's row is the -ELBO, like every VAE's
-        result["test_loss_training_bound"] = result["test_loss_total"]
-        result["test_loss_total"] = result.pop("test_loss_elbo")
+    terms = measures.evaluate_split(model, test)
+    result = {"objective": terms["loss_total"], "recon": measures.reconstruction_nats(model, test.images)}
+    if model.kind == "vae":
+        result |= {"recon_sampled_z": terms["loss_recon"], "rate": terms["loss_kl"]}
     result |= measures.reconstruction_metrics(measures.reconstruct_in_batches(model, test.images), test.images)
     if model.kind == "vae":
-        n = args.iwae_images
-        result[f"iwae_nll_k{args.iwae_k}"] = measures.iwae_nll_of_split(model, test.images[:n], k=args.iwae_k,
-                                                                        seed=args.seed)
-        result["iwae_images"] = min(n, len(test))
-        if getattr(args, "quadrature", False) and model.latent_dim == 2:
-            try:
-                extent = measures.quadrature_extent(model, test.images[:n])
-                result["quadrature_nll"] = measures.quadrature_nll(model, test.images[:n], extent).mean().item()
-            except measures.OutOfReach as e:
-                result["quadrature_nll"], result["quadrature_skipped"] = None, str(e)
+        n = min(args.iwae_images, len(test))
+        bounds = measures.likelihood_bounds(model, test.images[:n], k=args.iwae_k, seed=args.seed,
+                                            quadrature=getattr(args, "quadrature", False))
+        result |= {"neg_elbo": bounds.pop("neg_elbo"), f"iwae_nll_k{args.iwae_k}": bounds.pop("iwae_nll"),
+                   "bound_images": n, **bounds}
     result["knn5_accuracy"] = measures.knn_accuracy(train_codes, splits["train"].labels, test_codes, test.labels, k=5)
     result |= measures.prior_match(test_codes, seed=args.seed)
 

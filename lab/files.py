@@ -125,3 +125,20 @@ class WriterLock:
             self.file.close()  # releases the lock
             self.file = None
         return False
+
+
+def strict_json(value):
+    """JSON text that every parser accepts: a float that is not finite (NaN, an infinity) becomes null. Where it
+    matters, the writer puts the reason beside it (such as nll_skipped); an interval of one seed is null."""
+    import json
+    import math
+
+    def finite(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        return v
+    return json.dumps(finite(value), indent=1, allow_nan=False) + "\n"

@@ -90,22 +90,35 @@ def train_judge(splits, epochs=3, batch_size=128, lr=1e-3, seed=0):
 
 
 @torch.no_grad()
-def judge_samples(judge, images):
-    """Share of images the judge labels with confidence >= CONFIDENT, and the entropy (bits)
-    of the histogram of its predicted classes (log2(10) = 3.32 bits when all ten are equally common)."""
-    probabilities = torch.cat([torch.softmax(judge(images[i:i + 1000]), 1) for i in range(0, len(images), 1000)])
+def judge_outputs(judge, images, batch_size=1000):
+    """One pass of the judge over images: (class probabilities N x 10, its last hidden layer N x hidden_dim).
+
+    Heusel et al. (2017) compute the Fréchet distance in Inception-v3's pool features; for MNIST they
+    recommend a network trained on the data itself, and this classifier is ours: its last hidden layer
+    (after its ReLU) is the feature space of every sample measure.
+    """
+    probabilities, features = [], []
+    for i in range(0, len(images), batch_size):
+        hidden = judge.head[:-1](judge.features(images[i:i + batch_size]))
+        features.append(hidden)
+        probabilities.append(torch.softmax(judge.head[-1](hidden), 1))
+    return torch.cat(probabilities), torch.cat(features)
+
+
+def verdicts(probabilities):
+    """Share of images the judge labels with confidence >= CONFIDENT, and the entropy (bits) of the histogram
+    of its predicted classes (log2(10) = 3.32 bits when all ten are equally common)."""
     confidence, predicted = probabilities.max(1)
     histogram = torch.bincount(predicted, minlength=10).float() / len(predicted)
     entropy = -(histogram[histogram > 0] * histogram[histogram > 0].log2()).sum().item()
     return {"confident": (confidence >= CONFIDENT).float().mean().item(), "class_entropy_bits": entropy}
 
 
-@torch.no_grad()
-def judge_features(judge, images, batch_size=1000):
-    """The judge's last hidden layer (after its ReLU) for each image: N x hidden_dim.
+def judge_samples(judge, images):
+    """The judge's verdicts on images (verdicts)."""
+    return verdicts(judge_outputs(judge, images)[0])
 
-    Heusel et al. (2017) compute the Fréchet distance in Inception-v3's pool features; for MNIST they
-    recommend a network trained on the data itself, and this classifier is ours.
-    """
-    penultimate = torch.nn.Sequential(judge.features, *list(judge.head)[:-1])
-    return torch.cat([penultimate(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+def judge_features(judge, images, batch_size=1000):
+    """The judge's features of images (judge_outputs)."""
+    return judge_outputs(judge, images, batch_size)[1]

@@ -13,21 +13,25 @@ TITLES = {"autoencoder": "AutoEncoder", "vae": "VAE", "prior": "N(0, I)", "gauss
           "fashion-mnist": "Fashion-MNIST"}
 MEASURE_TITLES = {
     "mmd2_to_prior": "MMD² of test codes to N(0, I)", "fid": "Fréchet distance (judge features)",
-    "precision": "precision (k = 3)", "recall": "recall (k = 3)", "confident": "judged confident (≥ 0.9)",
+    "precision": "precision (k = 5)", "density": "density (k = 5)", "coverage": "coverage (k = 5)",
+    "confident": "judged confident (≥ 0.9)",
     "class_entropy_bits": "class entropy, bits", "grid_confident": "[−1.5, 1.5]² grid judged confident",
     "own_grid_confident": "grid over its own codes judged confident",
-    "test_loss_recon": "reconstruction cross-entropy, nats", "ink_f1": "ink F1 of reconstructions",
+    "recon": "reconstruction cross-entropy at the posterior mean, nats",
+    "recon_sampled_z": "reconstruction cross-entropy at one sampled z, nats", "ink_f1": "ink F1 of reconstructions",
 }
 
 
 # ---- evaluate.py's single-run report ----
 
 ROWS = [  # (key, label, format): the order of the Markdown table
-    ("test_loss_total", "cross-entropy (AE) / negative ELBO (VAE), nats", "{:.2f}"),
-    ("test_loss_kl", "  of which KL, nats", "{:.2f}"),
-    ("test_loss_training_bound", "  the importance-weighted bound it was trained on, nats", "{:.2f}"),
+    ("objective", "training objective (AE: cross-entropy; VAE: recon + β·KL or its IWAE bound), nats", "{:.2f}"),
+    ("recon", "reconstruction cross-entropy at the code (VAE: posterior mean), nats", "{:.2f}"),
+    ("recon_sampled_z", "  the VAE's at one sampled z (its ELBO's distortion), nats", "{:.2f}"),
+    ("rate", "  the VAE's KL to the prior (its ELBO's rate), nats", "{:.2f}"),
+    ("neg_elbo", "−ELBO (recon + KL), nats", "{:.2f}"),
     ("iwae_nll", "IWAE estimate of −log p(x), nats", "{:.2f}"),
-    ("quadrature_nll", "−log p(x) by quadrature over the latent plane, nats", "{:.2f}"),
+    ("nll", "−log p(x) by quadrature over the latent plane, nats", "{:.2f}"),
     ("pixel_acc_0.5", "pixel accuracy, threshold 0.5", "{:.2%}"),
     ("pixel_acc_0.6", "pixel accuracy, threshold 0.6", "{:.2%}"),
     ("ink_f1", "ink F1 (pixels > 0.5)", "{:.3f}"),
@@ -64,7 +68,7 @@ def markdown_table(results, baseline, iwae_k, dataset="mnist", split="test"):
 # ---- the study (study.json) ----
 
 def number(value, metric):
-    if metric in ("precision", "recall", "confident", "grid_confident", "own_grid_confident", "ink_f1"):
+    if metric in ("precision", "density", "coverage", "confident", "grid_confident", "own_grid_confident", "ink_f1"):
         return f"{value:.3f}"
     if metric == "mmd2_to_prior":
         return f"{value:.4f}"
@@ -77,18 +81,34 @@ def interval(ci, metric):
     return f"[{number(ci[0], metric)}, {number(ci[1], metric)}]"
 
 
+def p_value(p):
+    return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
 def claims_table(comparisons):
-    lines = ["| data | claim | measure | AutoEncoder | VAE | VAE − AE (95 % CI) | verdict |", "|---" * 7 + "|"]
+    """One row per claim and measure: the primary measure first, with its Holm-adjusted p and the verdict;
+    the secondary measures after it, in italics, without verdict. Every seed's difference in the last column."""
+    lines = ["| data | claim | measure | AutoEncoder | VAE | VAE − AE (95 % CI) | p (Holm) | verdict | per seed |",
+             "|---" * 9 + "|"]
     previous = None
     for c in comparisons:
         claim = c["claim"] if (c["dataset"], c["claim"]) != previous else "〃"
         previous = (c["dataset"], c["claim"])
         measure = MEASURE_TITLES[c["metric"]] + (f", {TITLES[c['sampler']]} samples" if c["sampler"] else "")
-        diff = f"{number(c['mean_difference'], c['metric'])} {interval(c['ci95'], c['metric'])}"
-        verdict = {"holds": "**holds**", "reversed": "**reversed**"}.get(c["verdict"], c["verdict"])
+        diff = f"{number(c['mean'], c['metric'])} {interval(c['ci95'], c['metric'])}"
+        if c.get("margin") is not None:
+            diff += f"; 90 % CI {interval(c['ci90'], c['metric'])} vs ±{c['margin']:g}"
+        if c["primary"]:
+            verdict = {"holds": "**holds**", "reversed": "**reversed**", "equivalent": "**equivalent**"}.get(
+                c["verdict"], c["verdict"])
+            if c.get("margin") is not None and c["verdict"] == "not shown":
+                verdict += " (interval too wide to tell)"
+        else:
+            measure, verdict = f"*{measure}* (secondary)", "–"
+        seeds = " ".join(number(d, c["metric"]) for d in c["differences"])
         lines.append(f"| {TITLES.get(c['dataset'], c['dataset'])} | {claim} | {measure} | "
                      f"{number(c['autoencoder_mean'], c['metric'])} | {number(c['vae_mean'], c['metric'])} | "
-                     f"{diff} | {verdict} |")
+                     f"{diff} | {p_value(c['p_holm'])} | {verdict} | {seeds} |")
     return "\n".join(lines) + "\n"
 
 
@@ -117,7 +137,7 @@ SWEEP_TABLE = [("rate_nats", "rate (KL), nats"), ("distortion_nats", "distortion
                ("neg_elbo_nats", "−ELBO, nats"), ("iwae_nll", "IWAE bound, nats"),
                ("nll_nats", "−log p(x) by quadrature, nats"),
                ("active_dims", "active dims"), ("mmd2_to_prior", "MMD² to N(0, I)"), ("fid", "prior-sample FID"),
-               ("precision", "precision"), ("recall", "recall"), ("confident", "confident")]
+               ("density", "density"), ("coverage", "coverage"), ("confident", "confident")]
 
 
 def sweep_table(summary):
@@ -158,21 +178,38 @@ def committed_in(path):
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
+def provenance_line(provenance):
+    """One line: which commit, libraries and machine made a result, and in how long."""
+    p = provenance
+    commit = (p.get("commit") or "no git checkout")[:10] + (" with uncommitted changes" if p.get("dirty") else "")
+    device = p.get("gpu") or p.get("cpu") or "unknown CPU"
+    return (f"made at commit {commit} by `{p.get('command')}` on {device} ({p.get('threads')} threads, "
+            f"{p.get('jobs')} jobs; torch {p.get('torch')}, Python {p.get('python')}) in "
+            f"{p.get('wall_seconds', 0) / 60:.0f} min of wall time")
+
+
 def headline(study, json_path):
-    """The README's headline: each claim's verdicts per dataset, from study.json's comparisons."""
+    """The README's headline: each claim's verdict per dataset on its primary measure, from study.json."""
     datasets = study["datasets"]
-    lines = ["| claim | " + " | ".join(TITLES.get(d, d) for d in datasets) + " |", "|---" * (1 + len(datasets)) + "|"]
-    for claim in dict.fromkeys(c["claim"] for c in study["comparisons"]):
+    lines = ["| claim | primary measure | " + " | ".join(TITLES.get(d, d) for d in datasets) + " |",
+             "|---" * (2 + len(datasets)) + "|"]
+    primaries = [c for c in study["comparisons"] if c["primary"]]
+    for claim in dict.fromkeys(c["claim"] for c in primaries):
+        rows = {c["dataset"]: c for c in primaries if c["claim"] == claim}
+        first = next(iter(rows.values()))
+        measure = MEASURE_TITLES[first["metric"]].split(" (")[0] + \
+            (f", {TITLES[first['sampler']]} samples" if first["sampler"] else "")
         cells = []
         for dataset in datasets:
-            rows = [c for c in study["comparisons"] if c["claim"] == claim and c["dataset"] == dataset]
-            by_verdict = {}
-            for c in rows:
-                by_verdict.setdefault(c["verdict"], []).append(re.sub(r", (nats|bits)$", "", MEASURE_TITLES[c["metric"]].split(" (")[0]))
-            cells.append("; ".join(("**" + v + "**" if v in ("holds", "reversed") else v) + " by " + ", ".join(m)
-                                   for v, m in sorted(by_verdict.items(), key=lambda kv: kv[0] != "holds")))
-        lines.append(f"| {claim} | " + " | ".join(cells) + " |")
-    commit = committed_in(json_path)
-    return ("\n".join(lines) + f"\n\n*Generated from `{os.path.relpath(json_path)}` ({len(study['seeds'])} seeds, made by "
-            f"`{study['command']}`" + (f", committed in {commit}" if commit else "") + "). A verdict reads the 95 % "
-            "interval of the paired difference VAE − AutoEncoder over seeds.*\n")
+            c = rows.get(dataset)
+            if c is None:
+                cells.append("–")
+                continue
+            shown = "**" + c["verdict"] + "**" if c["verdict"] != "not shown" else "not shown"
+            cells.append(f"{shown} ({number(c['mean'], c['metric'])} {interval(c['ci95'], c['metric'])})")
+        lines.append(f"| {claim} | {measure} | " + " | ".join(cells) + " |")
+    n = len(study["seeds"])
+    return ("\n".join(lines) + f"\n\n*Generated from `{os.path.relpath(json_path)}`: {n} seeds, "
+            + provenance_line(study["provenance"]) + ". Cells: the verdict on the claim's primary measure (paired "
+            "VAE − AutoEncoder over seeds, t test, Holm-corrected across the dataset's claims; the fitted-mixture "
+            "claim by two one-sided tests against its margin), then the mean difference and its 95 % interval.*\n")

@@ -21,10 +21,14 @@ from tqdm import tqdm
 import data
 import models
 from lab import training
-from lab.files import UserError, file_sha256, write_atomically, writable_dir
+from lab.files import UserError, file_sha256, strict_json, write_atomically, writable_dir
 
 DEFAULT_JOBS = 2  # two 1-thread runs side by side beat one 2-thread run on a 2-core CPU (docs/speed.md)
-EVALUATION_VERSION = 2  # bump when an experiment's evaluation changes, so cached evaluations are redone (2: quadrature)
+# Bump when a change to an evaluation (lab/measures.py, evaluation.py, sample_measures.py, judge.py, samplers.py,
+# seed_study.py's and beta_sweep.py's evaluate_run) can move a number: cached evaluations are then redone.
+# tests/test_stage_versions.py fails when those files change and neither this nor the fingerprint is updated.
+# 3: bounds on the same images, tiled quadrature, recon at the posterior mean, density and coverage.
+EVALUATION_VERSION = 3
 CACHE_BOOKKEEPING = ("checkpoint_sha256", "settings", "evaluate_seconds")
 
 
@@ -71,6 +75,9 @@ def checkpoint_state(path, train_args, beta=1.0):
             and all(config.get(k) == getattr(train_args, k) for k in training.RESUMED_SETTINGS if k != "dataset")
             and config.get("max_train_images") == train_args.max_train_images
             and config.get("precision", "fp32") == train_args.precision
+            and config.get("max_grad_norm") == train_args.max_grad_norm
+            and config.get("compile", False) == train_args.compile
+            and config.get("training_version") == training.TRAINING_VERSION
             and checkpoint["model_args"].get("beta", 1.0) == (1.0 if checkpoint["kind"] == "autoencoder" else beta)
             and checkpoint["model_args"].get("iwae_k", 1) == 1)
     if not same:
@@ -128,8 +135,10 @@ def cached_record(config, args, cache_suffix):
 
 
 def record(config, path, sha256, cached, train_seconds):
+    trained = models.read_checkpoint(path).get("train_seconds")  # the run's, over every invocation that trained it
     return {"config": config, "checkpoint": path, "checkpoint_sha256": sha256,
             "result": {k: v for k, v in cached.items() if k not in CACHE_BOOKKEEPING},
+            "train_seconds": None if trained is None else round(trained, 1),
             "train_seconds_this_invocation": round(train_seconds, 1),
             "evaluate_seconds": round(cached["evaluate_seconds"], 1)}
 
@@ -157,7 +166,7 @@ def run_one(config, prepare, args, evaluate_one, cache_suffix):
                               prepared_of(config.dataset, prepare, args), args)
         cached = {"checkpoint_sha256": sha256, "settings": settings, **result,
                   "evaluate_seconds": time.perf_counter() - t}
-        write_atomically(cache_path, json.dumps(cached, indent=1) + "\n")
+        write_atomically(cache_path, strict_json(cached))
     return record(config, path, sha256, cached, train_seconds)
 
 
@@ -217,8 +226,42 @@ def floor_of(dataset, prepare, args):
     except (OSError, ValueError):
         pass
     floor = prepared_of(dataset, prepare, args)["floor"]
-    write_atomically(path, json.dumps({"key": key, "floor": floor}, indent=1) + "\n")
+    write_atomically(path, strict_json({"key": key, "floor": floor}))
     return floor
+
+
+def ledger_path(args):
+    return os.path.join(args.checkpoint_dir, "study", "invocations.jsonl")
+
+
+def log_invocation(args, run_ids, seconds):
+    """One line per invocation that trained or evaluated runs (also one stopped or failed part-way): the wall
+    time behind a result is the sum over the invocations that worked on its runs (wall_seconds_of)."""
+    line = json.dumps({"command": getattr(args, "command", None), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                       "wall_seconds": round(seconds, 1), "runs": run_ids}) + "\n"
+    try:
+        with open(ledger_path(args), "a") as f:  # one short append: whole lines even from two processes
+            f.write(line)
+    except OSError:
+        pass  # bookkeeping only: the runs themselves are saved; the total then undercounts
+
+
+def wall_seconds_of(configs, args):
+    """The wall time of the invocations that trained or evaluated any of these runs, summed (with --jobs,
+    runs overlap, so this is less than the runs' own seconds added up)."""
+    wanted, total = {c.run_id for c in configs}, 0.0
+    try:
+        with open(ledger_path(args)) as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a crash
+                if wanted & set(entry.get("runs", [])):
+                    total += entry.get("wall_seconds", 0.0)
+    except OSError:
+        pass
+    return total
 
 
 class RunFailed(Exception):
@@ -232,14 +275,23 @@ def run_all(configs, args, prepare, evaluate_one, cache_suffix, title):
     evaluate_one(model, splits, prepared, args) -> a JSON-able dict, cached per checkpoint. With args.jobs > 1,
     that many runs go at once, each in a worker process with its share of the cores; a run that fails is
     reported by its error line once the others have finished (RunFailed)."""
-    import signal
-    from concurrent.futures.process import BrokenProcessPool
     from lab.cli import resolve_device
     args.device = args.device if isinstance(args.device, torch.device) else resolve_device(args)
     jobs = getattr(args, "jobs", 1)
     writable_dir(os.path.join(args.checkpoint_dir, "study", "evaluations"))
     records = {c: r for c in configs if (r := cached_record(c, args, cache_suffix)) is not None}  # from the files
     todo = [c for c in configs if c not in records]
+    started = time.perf_counter()
+    try:
+        return _run(configs, todo, records, args, prepare, evaluate_one, cache_suffix, title, jobs)
+    finally:
+        if todo:
+            log_invocation(args, [c.run_id for c in todo], time.perf_counter() - started)
+
+
+def _run(configs, todo, records, args, prepare, evaluate_one, cache_suffix, title, jobs):
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
     for dataset in dict.fromkeys(c.dataset for c in todo):
         prepared_of(dataset, prepare, args)  # a missing judge or damaged data fails now, not after every run
     # the runs found done count from the start, so the rate (and the ETA) is that of the runs that need work

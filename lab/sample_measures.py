@@ -3,7 +3,7 @@
 import torch
 
 import data
-from lab.judge import judge_features, judge_samples, load_judge_of
+from lab.judge import judge_features, judge_outputs, load_judge_of, verdicts
 
 
 class _GivenFeatures(torch.nn.Identity):
@@ -38,31 +38,30 @@ def kth_neighbour_radius(features, k, batch_size=1000):
     return torch.cat(radii)
 
 
-def _share_inside_balls(points, centres, radii, batch_size=1000):
-    """Fraction of points that fall inside at least one ball (centre, radius)."""
-    inside = 0
-    for i in range(0, len(points), batch_size):
-        d = torch.cdist(points[i:i + batch_size], centres)
-        inside += (d <= radii[None, :]).any(dim=1).sum().item()
-    return inside / len(points)
+def density_coverage(real_features, fake_features, real_radii, k, batch_size=1000):
+    """Density, coverage and precision of generated samples against real ones (Naeem et al. 2020), all from the
+    balls around the real points reaching their k-th nearest real neighbour (real_radii):
 
+        density   = (1 / kM) sum_j #{real balls holding fake j}   (about 1 for samples distributed like the data)
+        coverage  = share of real balls holding at least one fake  (how much of the data the samples reach)
+        precision = share of fakes in at least one real ball       (Kynkäänniemi et al. 2019's, on these balls)
 
-def precision_recall(real_features, fake_features, k=3, real_radii=None):
-    """Improved precision and recall (Kynkäänniemi et al. 2019).
-
-    Each set's manifold is the union of balls around its points reaching their k-th nearest neighbour.
-    precision: share of generated samples inside the real manifold (do the samples look like data?);
-    recall: share of real images inside the generated manifold (how much of the data do they cover?).
-    real_radii: kth_neighbour_radius(real_features, k), when the caller compares many sets with one reference.
+    Unlike Kynkäänniemi et al.'s recall, coverage needs no balls around the fakes, whose radii outliers inflate.
     """
     real, fake = real_features.cpu().float(), fake_features.cpu().float()
-    real_radii = kth_neighbour_radius(real, k) if real_radii is None else real_radii
-    return {"precision": _share_inside_balls(fake, real, real_radii),
-            "recall": _share_inside_balls(real, fake, kth_neighbour_radius(fake, k))}
+    covered = torch.zeros(len(real), dtype=torch.bool)
+    balls_holding, precise = 0, 0
+    for i in range(0, len(fake), batch_size):
+        inside = torch.cdist(fake[i:i + batch_size], real) <= real_radii[None, :]
+        balls_holding += inside.sum().item()
+        precise += inside.any(1).sum().item()
+        covered |= inside.any(0)
+    return {"density": balls_holding / (k * len(fake)), "coverage": covered.float().mean().item(),
+            "precision": precise / len(fake)}
 
 
-SAMPLE_MEASURES = ("fid", "precision", "recall", "confident", "class_entropy_bits")
-NEIGHBOURS = 3  # k of precision and recall (Kynkäänniemi et al. 2019 use 3)
+SAMPLE_MEASURES = ("fid", "density", "coverage", "precision", "confident", "class_entropy_bits")
+NEIGHBOURS = 5  # k of density and coverage (Naeem et al. 2020 recommend 5)
 
 
 def reference_for(dataset, data_dir, num_images, device="cpu"):
@@ -76,19 +75,19 @@ def reference_for(dataset, data_dir, num_images, device="cpu"):
     splits = data.load_dataset(data.DATASETS[dataset].judge or dataset, data_dir, device)
     features = judge_features(judge, splits["test"].images[:num_images])
     radii = kth_neighbour_radius(features, NEIGHBOURS).cpu()
-    floor_features = judge_features(judge, splits["train"].images[:num_images])
+    probabilities, floor_features = judge_outputs(judge, splits["train"].images[:num_images])
     floor = {"fid": frechet_distance(features, floor_features),
-             **precision_recall(features, floor_features, NEIGHBOURS, radii)}
+             **density_coverage(features, floor_features, radii, NEIGHBOURS), **verdicts(probabilities)}
     return {"judge": judge, "features": features, "radii": radii, "floor": floor}
 
 
 @torch.no_grad()
 def measure_samples(model, codes, reference):
-    """Decode the codes; their Fréchet distance and precision/recall against the reference's test images, and
-    the judge's confident share and class entropy."""
+    """Decode the codes; their Fréchet distance, density, coverage and precision against the reference's test
+    images, and the judge's confident share and class entropy (one pass of the judge)."""
     device = next(model.parameters()).device
     images = torch.cat([model.decode(z.to(device)) for z in codes.split(2000)])
-    features = judge_features(reference["judge"], images)
+    probabilities, features = judge_outputs(reference["judge"], images)
     return {"fid": frechet_distance(reference["features"], features),
-            **precision_recall(reference["features"], features, k=NEIGHBOURS, real_radii=reference["radii"]),
-            **judge_samples(reference["judge"], images)}
+            **density_coverage(reference["features"], features, reference["radii"], NEIGHBOURS),
+            **verdicts(probabilities)}

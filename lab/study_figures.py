@@ -30,17 +30,21 @@ def samplers_figure(summary, floors):
                     err = [[s["mean"] - low], [high - s["mean"]]] if low == low else None
                     ax.errorbar(x + offset, s["mean"], yerr=err, fmt="o", color=colours[model], capsize=3,
                                 label=TITLES[model] if x == 0 else None)
+                    values = s.get("values", [])  # every seed's value beside the mean
+                    ax.plot([x + offset + 0.06] * len(values), values, ".", color=colours[model], alpha=0.35,
+                            markersize=4)
             if metric in floors[dataset]:
                 ax.axhline(floors[dataset][metric], color="gray", linestyle="--", linewidth=1,
                            label="training images" if metric == "fid" else None)
             ax.set_xticks(range(len(SAMPLERS)), ["N(0, I)", "Gaussian", "mixture"])
-            ax.set_title(MEASURE_TITLES[metric].split(" (")[0] + (" ↓" if metric == "fid" else " ↑"), fontsize=10)
+            better = {"fid": " ↓", "density": " (data: ≈ 1)"}.get(metric, " ↑")
+            ax.set_title(MEASURE_TITLES[metric].split(" (")[0] + better, fontsize=10)
             if col == 0:
                 ax.set_ylabel(TITLES.get(dataset, dataset))
             ax.grid(axis="y", alpha=0.3)
     axes[0, 0].legend(fontsize=8, loc="best")
     n = max((s["n"] for s in summary), default=0)
-    fig.suptitle(f"Samples of each model by sampler: mean and 95 % interval over {n} seeds "
+    fig.suptitle(f"Samples of each model by sampler: mean, 95 % bootstrap interval and each of {n} seeds "
                  "(fitted samplers: on the training codes)")
     fig.tight_layout()
     return fig

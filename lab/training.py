@@ -140,15 +140,25 @@ def lr_factor(step, warmup_steps, total_steps, schedule):
 
 
 def loss_terms(split_metrics):
-    """The loss as the log line shows it: AE "cross-entropy", VAE "-ELBO (recon + kl)", and for an
-    importance-weighted VAE its training bound first, then the -ELBO to compare with the others."""
+    """The losses as the log line shows them: the objective training minimises (the AE's cross-entropy; the
+    VAE's recon + beta * kl, or its IWAE bound) and, for a VAE, the -ELBO = recon + kl whatever beta is."""
     m = split_metrics
     if "loss_kl" not in m:
-        return f"{m['loss_total']:.2f}"
-    terms = f"recon {m['loss_recon']:.2f} + kl {m['loss_kl']:.2f}"
-    if "loss_elbo" in m:
-        return f"{m['loss_total']:.2f} (IWAE bound; -ELBO {m['loss_elbo']:.2f} = {terms})"
-    return f"{m['loss_total']:.2f} ({terms})"
+        return f"objective {m['loss_total']:.2f}"
+    neg_elbo = m.get("loss_elbo", m["loss_recon"] + m["loss_kl"])
+    return f"objective {m['loss_total']:.2f}, -ELBO {neg_elbo:.2f} = recon {m['loss_recon']:.2f} + kl {m['loss_kl']:.2f}"
+
+
+TAGS = {"loss_total": "objective", "loss_recon": "recon", "loss_kl": "kl", "loss_elbo": "neg_elbo"}
+
+
+def tagged(split_metrics):
+    """The loss terms under the names the reports use (objective, recon, kl, neg_elbo); a VAE's neg_elbo is
+    recon + kl whatever its beta, so the runs of a beta sweep compare on it."""
+    named = {TAGS.get(k, k): v for k, v in split_metrics.items()}
+    if "kl" in named and "neg_elbo" not in named:
+        named["neg_elbo"] = named["recon"] + named["kl"]
+    return named
 
 
 def image_grid_pair(inputs, outputs, per_row=16):
@@ -255,6 +265,8 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
     config = {k: v for k, v in vars(args).items() if k not in ("train_autoencoder", "train_vae", "resume")}
     config["beta"] = getattr(model, "beta", None)
     config["log_dir"] = log_dir  # evaluate.py adds its metrics to this TensorBoard run
+    config["training_version"] = TRAINING_VERSION
+    train_seconds = (resume_from or {}).get("train_seconds", 0.0)  # this run's, across the invocations that made it
     print(f"{name}: {sum(p.numel() for p in model.parameters()):,} parameters, "
           f"{len(train_split):,} training images, {args.epochs} epochs on {device}; "
           f"TensorBoard run {log_dir}")
@@ -291,10 +303,11 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
                                 f"{checkpoint_path if epoch > 1 else 'none (first epoch)'}")
         val_metrics = measures.evaluate_split(model, val_split)
         seconds = time.perf_counter() - start
+        train_seconds += seconds
 
-        for k, v in train_metrics.items():
-            writer.add_scalar(f"train/loss_{k}", v, epoch)
-        for k, v in val_metrics.items():
+        for k, v in tagged({f"loss_{k}": v for k, v in train_metrics.items()}).items():
+            writer.add_scalar(f"train/{k}", v, epoch)
+        for k, v in tagged(val_metrics).items():
             writer.add_scalar(f"val/{k}", v, epoch)
         writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch)
         writer.add_scalar("train/seconds_per_epoch", seconds, epoch)
@@ -311,9 +324,9 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
         models.save_checkpoint(
             checkpoint_path, model, epoch=epoch, completed=False, dataset=args.dataset, config=config, optimizer_state=optimizer.state_dict(),
             scheduler_state=scheduler.state_dict(), random_state=random_state(batch_order, device),
-            val_metrics=val_metrics)
+            val_metrics=val_metrics, train_seconds=train_seconds)
         last_saved.update(path=checkpoint_path, epoch=epoch)
-        print(f"{name} epoch {epoch:2d}/{args.epochs}  train {train_metrics['total']:.2f}  "
+        print(f"{name} epoch {epoch:2d}/{args.epochs}  train objective {train_metrics['total']:.2f}  "
               f"val {loss_terms(val_metrics)}  pixel acc {100 * val_metrics['pixel_acc_0.5']:.2f}%  {seconds:.1f}s", flush=True)
 
     if not evaluate_test:  # benchmarks time the epochs alone
@@ -324,11 +337,12 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
     # decayed to zero, so there is nothing to resume, and the file shrinks threefold (Adam keeps two
     # numbers per weight), which keeps the committed checkpoints small.
     models.save_checkpoint(checkpoint_path, model, epoch=args.epochs, completed=True, dataset=args.dataset, config=config,
-                           val_metrics=val_metrics, test_metrics=test_metrics)
-    final = {f"final/val_{k}": v for k, v in val_metrics.items()} | {f"final/test_{k}": v for k, v in test_metrics.items()}
+                           val_metrics=val_metrics, test_metrics=test_metrics, train_seconds=train_seconds)
+    final = {f"final/val_{k}": v for k, v in tagged(val_metrics).items()} | \
+        {f"final/test_{k}": v for k, v in tagged(test_metrics).items()}
     log_hparams(writer, model.kind, config, final, args.epochs)
     writer.close()
-    print(f"{name} test  loss {loss_terms(test_metrics)} nats"
+    print(f"{name} test  {loss_terms(test_metrics)} nats"
           + f"  pixel acc {100 * test_metrics['pixel_acc_0.5']:.2f}% (0.5) {100 * test_metrics['pixel_acc_0.6']:.2f}% (0.6)"
           + f"  -> {checkpoint_path}" + (f" (previous one kept as {moved_to})" if moved_to else ""))
     return test_metrics
@@ -360,8 +374,13 @@ def train_one(kind, beta, splits, args, device):
     return path, test_metrics
 
 
-# what --resume takes from the checkpoint rather than from the command line (and max_grad_norm where the
-# checkpoint stores it; it is not part of a run's identity for study.py, since it leaves unclipped runs unchanged)
+# Bump when a change to training (models.py's losses, this loop, data.py's batches) can move a trained weight:
+# study.py then retrains its runs instead of reusing them. tests/test_stage_versions.py fails when those files
+# change and neither this nor the recorded fingerprint is updated (docs/study.md, "Caches that cannot go stale").
+TRAINING_VERSION = 1
+
+# what --resume takes from the checkpoint rather than from the command line (and max_grad_norm and precision;
+# study.py's runner compares these and every other setting that changes a run: runner.checkpoint_state)
 RESUMED_SETTINGS = ("dataset", "epochs", "batch_size", "lr", "schedule", "seed", "hidden_dims", "latent_dim", "activation")
 
 

@@ -54,7 +54,7 @@ def test_bounds_of_a_trained_vae_are_ordered_and_rate_and_distortion_recompute_b
     assert terms["loss_kl"] == pytest.approx(rate.item(), rel=1e-4)
     neg_elbo = terms["loss_recon"] + terms["loss_kl"]
     iwae = measures.iwae_nll(vae, test.images, k=100).mean().item()
-    exact = measures.quadrature_nll(vae, test.images, step=0.04).mean().item()
+    exact = measures.quadrature_nll(vae, test.images, step=0.05).mean().item()
     assert neg_elbo > iwae > exact, (neg_elbo, iwae, exact)
     assert neg_elbo - exact < 10  # and they measure the same thing: a few nats apart, not tens
 
@@ -102,13 +102,27 @@ def test_quadrature_of_a_decoder_that_ignores_its_code_is_its_cross_entropy():
         measures.quadrature_nll(models.VAE(hidden_dims=[16], latent_dim=3), images)
 
 
+def test_quadrature_refines_only_where_it_matters_and_agrees_with_the_fine_grid_everywhere():
+    """The tiled sum (coarse everywhere, fine where an image's likelihood lies) against the fine grid summed over
+    the whole box, image by image, on the committed VAE."""
+    import data
+    vae = models.load_checkpoint(os.path.join(ROOT, "checkpoints", "vae.pt"))
+    images = data.load_dataset("mnist", DATA_DIR)["test"].images[:100]
+    tiled = measures.quadrature_nll(vae, images, extent=4.0, step=0.05)
+    everywhere = measures.quadrature_nll(vae, images, extent=4.0, step=0.05, keep_nats=math.inf)
+    assert (tiled - everywhere).abs().max() < 1e-3
+    assert not torch.equal(tiled, measures.quadrature_nll(vae, images, extent=4.0, step=0.05, keep_nats=0.0))
+    with pytest.raises(ValueError, match="whole number"):
+        measures.quadrature_nll(vae, images, step=0.03)
+
+
 @pytest.mark.slow
 def test_quadrature_converges_and_lies_under_the_iwae_bound_of_the_committed_vae():
     import data
     vae = models.load_checkpoint(os.path.join(ROOT, "checkpoints", "binarized-mnist_vae.pt"))
     images = data.load_dataset("binarized-mnist", DATA_DIR)["test"].images[:100]
     fine = measures.quadrature_nll(vae, images, step=0.02).mean().item()
-    coarse = measures.quadrature_nll(vae, images, step=0.04).mean().item()
+    coarse = measures.quadrature_nll(vae, images, step=0.025).mean().item()
     iwae = measures.iwae_nll(vae, images, k=1000).mean().item()
     assert abs(fine - coarse) < 0.02
     # the IWAE estimate is an upper bound on -log p(x) (in expectation), close to it at k = 1000
@@ -143,11 +157,21 @@ def test_ink_scores_and_all_black_baseline():
 
 
 def test_judge_entropy_and_confidence():
-    class Fixed(torch.nn.Module):
-        def forward(self, x):
-            return torch.nn.functional.one_hot(torch.arange(len(x)) % 10, 10).float() * 20
-    verdict = judge.judge_samples(Fixed(), torch.zeros(1000, 1, 28, 28))
+    probabilities = torch.softmax(torch.nn.functional.one_hot(torch.arange(1000) % 10, 10).float() * 20, 1)
+    verdict = judge.verdicts(probabilities)
     assert verdict["confident"] == 1.0 and verdict["class_entropy_bits"] == pytest.approx(math.log2(10))
+    assert judge.verdicts(probabilities[::10])["class_entropy_bits"] == 0.0  # every one judged a 0
+
+
+def test_one_pass_of_the_judge_gives_its_class_probabilities_and_its_last_hidden_layer():
+    torch.manual_seed(0)
+    classifier = judge.DigitClassifier().eval()
+    images = torch.rand(1500, 1, 28, 28)
+    probabilities, features = judge.judge_outputs(classifier, images)
+    with torch.no_grad():
+        assert torch.allclose(probabilities, torch.softmax(classifier(images), 1), atol=1e-6)
+        hidden = torch.relu(classifier.head[1](classifier.features(images).flatten(1)))
+    assert features.shape == (1500, 128) and torch.allclose(features, hidden, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -84,14 +84,16 @@ def test_event_files_hold_the_expected_tags(tmp_path):
     assert run_dir.name.startswith("vae-")
     events = EventAccumulator(str(run_dir)).Reload()
     scalars = set(events.Tags()["scalars"])
-    for tag in ["train/loss_total", "train/loss_recon", "train/loss_kl", "train/lr",
-                "val/loss_total", "val/loss_recon", "val/loss_kl", "val/pixel_acc_0.5", "val/pixel_acc_0.6",
-                "final/test_loss_total"]:
+    for tag in ["train/objective", "train/recon", "train/kl", "train/neg_elbo", "train/lr",
+                "val/objective", "val/recon", "val/kl", "val/neg_elbo", "val/pixel_acc_0.5", "val/pixel_acc_0.6",
+                "final/test_objective", "final/test_neg_elbo"]:
         assert tag in scalars, tag
-    assert [e.step for e in events.Scalars("val/loss_total")] == [1, 2]
+    assert [e.step for e in events.Scalars("val/objective")] == [1, 2]
+    recon, kl, neg_elbo = (events.Scalars(f"val/{t}")[-1].value for t in ("recon", "kl", "neg_elbo"))
+    assert neg_elbo == pytest.approx(recon + kl, rel=1e-6)
     assert {"val/inputs_and_reconstructions", "samples/decoded_from_N(0,I)"} <= set(events.Tags()["images"])
     hparams = b"".join(events.PluginTagToContent("hparams").values())  # the HPARAMS tab's protobufs
-    assert b"batch_size" in hparams and b"max_grad_norm" in hparams and b"final/test_loss_total" in hparams
+    assert b"batch_size" in hparams and b"max_grad_norm" in hparams and b"final/test_objective" in hparams
 
 
 def test_runs_never_share_a_log_folder_and_previous_checkpoints_are_kept(tmp_path):

@@ -1,0 +1,51 @@
+"""What made a result file: the commit, the libraries, the machine, the command and how long it took.
+
+Runs repeat exactly only on one processor and library build (docs/study.md), so every result file says which."""
+import os
+import platform
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _git(*args):
+    try:
+        result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def _version(module):
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
+def provenance(command, wall_seconds, jobs, device="cpu"):
+    """The provenance block of a result file. commit is None outside a git checkout; dirty says whether tracked
+    files differed from it; wall_seconds is what the caller measured (the study: every invocation that worked
+    on its runs)."""
+    import torch
+    device = torch.device(device)
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": _git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status),
+            "python": platform.python_version(), "torch": torch.__version__, "numpy": _version("numpy"),
+            "scipy": _version("scipy"), "sklearn": _version("sklearn"), "torchmetrics": _version("torchmetrics"),
+            "cpu": cpu_name(),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else
+            ("Apple MPS" if device.type == "mps" else None),
+            "threads": torch.get_num_threads(), "jobs": jobs, "wall_seconds": round(wall_seconds, 1),
+            "command": command}
