@@ -57,6 +57,14 @@ def test_bounds_of_a_trained_vae_are_ordered_and_rate_and_distortion_recompute_b
     exact = measures.quadrature_nll(vae, test.images, step=0.05).mean().item()
     assert neg_elbo > iwae > exact, (neg_elbo, iwae, exact)
     assert neg_elbo - exact < 10  # and they measure the same thing: a few nats apart, not tens
+    # the study's numbers: -ELBO and IWAE from the same draws, so -ELBO >= IWAE image by image (Jensen)
+    per_image_elbo, per_image_iwae = measures.elbo_and_iwae(vae, test.images, k=20)
+    assert (per_image_elbo >= per_image_iwae).all()
+    bounds = measures.likelihood_bounds(vae, test.images, k=20)
+    assert bounds["neg_elbo"] == pytest.approx(per_image_elbo.mean().item(), abs=0.5)  # other draws (seed per batch)
+    assert bounds["neg_elbo"] > bounds["iwae_nll"] > bounds["nll"]
+    assert bounds["neg_elbo"] == pytest.approx(neg_elbo, abs=1.0)  # k draws vs one draw and the exact KL
+    assert bounds["nll"] == pytest.approx(measures.quadrature_nll(vae, test.images, extent=6.0).mean().item())
 
 
 def test_iwae_is_repeatable_for_a_seed_with_any_chunk_size(small_vae):
