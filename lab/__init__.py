@@ -8,9 +8,9 @@ One file per concept; each imports only from the layers above it in this list:
     cli.py              what the scripts share on the command line: argument types, --device, checkpoint selection
     measures.py         numbers that describe one trained model (losses, likelihood, codes, reconstructions)
     judge.py            the digit classifier that judges generated images, and its features
-    sample_measures.py  numbers that describe a set of generated images (Fréchet distance, precision, recall)
+    sample_measures.py  numbers that describe a set of generated images (Fréchet distance, density, coverage)
     samplers.py         ways to draw codes for a model: its prior, or densities fitted to its codes
-    seed_statistics.py  means and intervals over training seeds, and the verdict on a claim
+    seed_statistics.py  intervals and tests over training seeds (t, bootstrap, TOST, Holm), the verdict on a claim
     run_log.py          TensorBoard runs: folders and the HPARAMS summary
     training.py         the training loop, checkpoints every epoch, resuming
     evaluation.py       every measure of one model, as evaluate.py's report lists them
