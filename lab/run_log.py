@@ -37,4 +37,6 @@ def add_to_tensorboard_run(checkpoint_path, kind, result):
     if not log_dir or not os.path.isdir(log_dir):
         return
     with SummaryWriter(log_dir) as writer:
-        log_hparams(writer, kind, config, {f"eval/{k}": v for k, v in result.items()}, config.get("epochs", 0))
+        numbers = {f"eval/{k}": v for k, v in result.items()  # not the notes (nll_skipped) nor a measure not taken
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        log_hparams(writer, kind, config, numbers, config.get("epochs", 0))
