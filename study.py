@@ -97,9 +97,9 @@ def parse_args(argv=None):
     return args
 
 
-def made_by(configs, args, command):
+def made_by(configs, args, command, cache_suffix):
     """The result's provenance; its wall time is that of every invocation that trained or evaluated its runs."""
-    return provenance(command, runner.wall_seconds_of(configs, args), args.jobs, args.device)
+    return provenance(command, runner.wall_seconds_of(configs, args, cache_suffix), args.jobs, args.device)
 
 
 def study_main(args, command, started):
@@ -109,7 +109,7 @@ def study_main(args, command, started):
              **{k: r[k] for k in ("checkpoint", "checkpoint_sha256", "train_seconds", "evaluate_seconds")},
              "metrics": r["result"]["metrics"], "samplers": r["result"]["samplers"]} for r in records]
     floors = {dataset: runner.floor_of(dataset, seed_study.prepare, args) for dataset in args.datasets}
-    study = {"provenance": made_by(configs, args, command),
+    study = {"provenance": made_by(configs, args, command, ""),
              "settings": runner.evaluation_settings(args), "seeds": args.seeds, "datasets": args.datasets,
              "claims": [{"claim": c.text, "primary": c.metric, "sampler": c.sampler, "reason": c.reason,
                          "margin": c.margin} for c in seed_study.CLAIMS],
@@ -126,7 +126,7 @@ def sweep_main(args, command, started):
     runs = [{"dataset": r["config"].dataset, "model": r["config"].kind, "beta": r["config"].beta,
              "seed": r["config"].seed, "checkpoint": r["checkpoint"], **r["result"],
              "train_seconds": r["train_seconds"], "evaluate_seconds": r["evaluate_seconds"]} for r in records]
-    sweep = {"provenance": made_by(configs, args, command),
+    sweep = {"provenance": made_by(configs, args, command, "-sweep"),
              "settings": runner.evaluation_settings(args), "dataset": dataset, "seeds": args.seeds,
              "betas": args.betas, "floor": runner.floor_of(dataset, beta_sweep.prepare, args), "runs": runs,
              "summary": beta_sweep.summarise_sweep(runs)}

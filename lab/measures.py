@@ -132,7 +132,7 @@ def reconstruction_nats(model, images, batch_size=1000):
     return total / len(images)
 
 
-QUADRATURE_REACH = 16.0  # the widest box quadrature_nll integrates over: its coarse pass costs (2 * 16 / 0.1)² decodes
+QUADRATURE_REACH = 16.0  # the widest box quadrature_nll integrates over: 7x the prior box's coarse work
 
 
 class OutOfReach(ValueError):

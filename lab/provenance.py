@@ -36,16 +36,18 @@ def _version(module):
 
 def provenance(command, wall_seconds, jobs, device="cpu"):
     """The provenance block of a result file. commit is None outside a git checkout; dirty says whether tracked
-    files differed from it; wall_seconds is what the caller measured (the study: every invocation that worked
+    code files (not results or checkpoints) differed from it; wall_seconds is what the caller measured (the study: every invocation that worked
     on its runs)."""
     import torch
     device = torch.device(device)
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # the code's state: result files and checkpoints the run itself rewrites do not make it dirty
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", "*.py", "*.html", "*.txt", "*.ipynb")
     return {"commit": _git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status),
             "python": platform.python_version(), "torch": torch.__version__, "numpy": _version("numpy"),
             "scipy": _version("scipy"), "sklearn": _version("sklearn"), "torchmetrics": _version("torchmetrics"),
             "cpu": cpu_name(),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else
             ("Apple MPS" if device.type == "mps" else None),
-            "threads": torch.get_num_threads(), "jobs": jobs, "wall_seconds": round(wall_seconds, 1),
+            "threads": torch.get_num_threads(), "jobs": jobs,
+            "wall_seconds": None if wall_seconds is None else round(wall_seconds, 1),
             "command": command}

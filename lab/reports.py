@@ -76,7 +76,7 @@ def number(value, metric):
 
 
 def interval(ci, metric):
-    if any(c != c for c in ci):  # nan: a single seed
+    if ci is None or any(c is None or c != c for c in ci):  # null or nan: a single seed
         return "–"
     return f"[{number(ci[0], metric)}, {number(ci[1], metric)}]"
 
@@ -102,7 +102,9 @@ def claims_table(comparisons):
             verdict = {"holds": "**holds**", "reversed": "**reversed**", "equivalent": "**equivalent**"}.get(
                 c["verdict"], c["verdict"])
             if c.get("margin") is not None and c["verdict"] == "not shown":
-                verdict += " (interval too wide to tell)"
+                low, high = c["ci90"]
+                outside = low is not None and (low >= c["margin"] or high <= -c["margin"])
+                verdict += " (not equivalent: outside the margin)" if outside else " (interval too wide to tell)"
         else:
             measure, verdict = f"*{measure}* (secondary)", "–"
         seeds = " ".join(number(d, c["metric"]) for d in c["differences"])
@@ -183,9 +185,10 @@ def provenance_line(provenance):
     p = provenance
     commit = (p.get("commit") or "no git checkout")[:10] + (" with uncommitted changes" if p.get("dirty") else "")
     device = p.get("gpu") or p.get("cpu") or "unknown CPU"
+    wall = p.get("wall_seconds")
+    took = "" if wall is None else f" in {wall / 60:.1f} min of wall time"
     return (f"made at commit {commit} by `{p.get('command')}` on {device} ({p.get('threads')} threads, "
-            f"{p.get('jobs')} jobs; torch {p.get('torch')}, Python {p.get('python')}) in "
-            f"{p.get('wall_seconds', 0) / 60:.0f} min of wall time")
+            f"{p.get('jobs')} jobs; torch {p.get('torch')}, Python {p.get('python')}){took}")
 
 
 def headline(study, json_path):

@@ -87,9 +87,16 @@ def checkpoint_state(path, train_args, beta=1.0):
     return "unfinished" if "random_state" in checkpoint else "missing"
 
 
-def evaluation_settings(args):
-    return {"version": EVALUATION_VERSION, "num_samples": args.num_samples, "iwae_k": args.iwae_k,
-            "iwae_images": args.iwae_images, "device": torch.device(args.device).type}
+def evaluation_settings(args, dataset=None):
+    """What an evaluation's numbers depend on besides the checkpoint; with a dataset, also its judge's SHA-256
+    (retraining the judge moves every sample measure)."""
+    settings = {"version": EVALUATION_VERSION, "num_samples": args.num_samples, "iwae_k": args.iwae_k,
+                "iwae_images": args.iwae_images, "device": torch.device(args.device).type}
+    if dataset is not None:
+        from lab.judge import judge_path
+        path = judge_path(dataset)
+        settings["judge_sha256"] = file_sha256(path) if os.path.exists(path) else None
+    return settings
 
 
 def cached_evaluation(cache_path, sha256, settings):
@@ -130,7 +137,8 @@ def cached_record(config, args, cache_suffix):
     if state != "finished":
         return None
     sha256 = file_sha256(path)
-    cached = cached_evaluation(cache_path_of(config, args, cache_suffix), sha256, evaluation_settings(args))
+    cached = cached_evaluation(cache_path_of(config, args, cache_suffix), sha256,
+                               evaluation_settings(args, config.dataset))
     return None if cached is None else record(config, path, sha256, cached, 0.0)
 
 
@@ -157,7 +165,7 @@ def run_one(config, prepare, args, evaluate_one, cache_suffix):
         training.train_one(config.kind, beta, splits_of(config.dataset, args), train_args, args.device)
         train_seconds = time.perf_counter() - started
     sha256 = file_sha256(path)
-    settings = evaluation_settings(args)
+    settings = evaluation_settings(args, config.dataset)
     cache_path = cache_path_of(config, args, cache_suffix)
     cached = cached_evaluation(cache_path, sha256, settings)
     if cached is None:
@@ -246,10 +254,11 @@ def log_invocation(args, run_ids, seconds):
         pass  # bookkeeping only: the runs themselves are saved; the total then undercounts
 
 
-def wall_seconds_of(configs, args):
-    """The wall time of the invocations that trained or evaluated any of these runs, summed (with --jobs,
-    runs overlap, so this is less than the runs' own seconds added up)."""
-    wanted, total = {c.run_id for c in configs}, 0.0
+def wall_seconds_of(configs, args, cache_suffix):
+    """The wall time of the invocations that trained or evaluated any of these runs for this experiment (the
+    study, or the sweep: cache_suffix), summed; with --jobs runs overlap, so this is less than the runs' own
+    seconds added up. None when no invocation is on record (runs made before the ledger existed)."""
+    wanted, total, found = {c.run_id + cache_suffix for c in configs}, 0.0, False
     try:
         with open(ledger_path(args)) as f:
             for line in f:
@@ -258,10 +267,10 @@ def wall_seconds_of(configs, args):
                 except ValueError:
                     continue  # a line cut by a crash
                 if wanted & set(entry.get("runs", [])):
-                    total += entry.get("wall_seconds", 0.0)
+                    total, found = total + entry.get("wall_seconds", 0.0), True
     except OSError:
         pass
-    return total
+    return total if found else None
 
 
 class RunFailed(Exception):
@@ -286,7 +295,7 @@ def run_all(configs, args, prepare, evaluate_one, cache_suffix, title):
         return _run(configs, todo, records, args, prepare, evaluate_one, cache_suffix, title, jobs)
     finally:
         if todo:
-            log_invocation(args, [c.run_id for c in todo], time.perf_counter() - started)
+            log_invocation(args, [c.run_id + cache_suffix for c in todo], time.perf_counter() - started)
 
 
 def _run(configs, todo, records, args, prepare, evaluate_one, cache_suffix, title, jobs):
@@ -313,12 +322,14 @@ def _run(configs, todo, records, args, prepare, evaluate_one, cache_suffix, titl
         # spawn, not fork: a forked child of a process that has used PyTorch's thread pools can hang
         pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_worker, initargs=(threads,))
-        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the workers as they start
         try:
-            futures = {pool.submit(_run_in_worker, c, prepare, args, evaluate_one, cache_suffix): c for c in todo}
-        finally:
-            signal.signal(signal.SIGINT, interrupt)
-        try:
+            # SIGINT is ignored while the workers start, which they inherit: Ctrl-C is the main process's to
+            # handle (one pressed in these milliseconds is lost); SIGTERM here stops the started workers below
+            interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                futures = {pool.submit(_run_in_worker, c, prepare, args, evaluate_one, cache_suffix): c for c in todo}
+            finally:
+                signal.signal(signal.SIGINT, interrupt)
             for future in as_completed(futures):
                 config = futures[future]
                 try:

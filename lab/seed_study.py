@@ -132,7 +132,9 @@ def paired_differences(by_seed, metric, sampler):
     seeds = sorted(s for m, s in by_seed if m == "vae" and ("autoencoder", s) in by_seed)
     pairs = {s: (run_value(by_seed["autoencoder", s], metric, sampler), run_value(by_seed["vae", s], metric, sampler))
              for s in seeds}
-    return {s: (a, v) for s, (a, v) in pairs.items() if a is not None and v is not None}
+    def usable(value):
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return {s: (a, v) for s, (a, v) in pairs.items() if usable(a) and usable(v)}
 
 
 def compare(runs):

@@ -27,7 +27,7 @@ def samplers_figure(summary, floors):
                     if s is None:
                         continue
                     low, high = s["ci95"]
-                    err = [[s["mean"] - low], [high - s["mean"]]] if low == low else None
+                    err = [[s["mean"] - low], [high - s["mean"]]] if low is not None and low == low else None
                     ax.errorbar(x + offset, s["mean"], yerr=err, fmt="o", color=colours[model], capsize=3,
                                 label=TITLES[model] if x == 0 else None)
                     values = s.get("values", [])  # every seed's value beside the mean
@@ -67,7 +67,7 @@ def rate_distortion_figure(runs):
         ax.scatter(*zip(*points), color=colour, s=30, label=f"β = {beta:g}", zorder=3)
         rate, distortion = (sum(p[k] for p in points) / len(points) for k in (0, 1))
         ax.annotate(f"β={beta:g}", (rate, distortion), xytext=(6, 4), textcoords="offset points", fontsize=9)
-    optimum = [r["neg_elbo_nats"] for r in vaes if r["beta"] == 1.0]
+    optimum = [r["rate_nats"] + r["distortion_nats"] for r in vaes if r["beta"] == 1.0]  # the points' own terms
     if optimum:
         total = sum(optimum) / len(optimum)
         rates = np.geomspace(min(r["rate_nats"] for r in vaes) * 0.8, max(r["rate_nats"] for r in vaes) * 1.2, 200)

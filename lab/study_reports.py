@@ -19,7 +19,7 @@ def study_reports(study, args):
               "Claims: each is read off its primary measure (in bold type; the reason is in "
               "`lab/seed_study.py`), as the paired difference VAE − AutoEncoder over seeds: a two-sided t test, "
               "Holm-corrected across the claims of a dataset; the fitted-mixture claim by two one-sided tests "
-              "(its 90 % interval inside ±margin). Secondary measures are shown without a verdict. Samplers: "
+              "against ±margin, Holm-adjusted too (the 90 % interval shown is before the adjustment). Secondary measures are shown without a verdict. Samplers: "
               f"mean over seeds, 95 % percentile-bootstrap interval (inside each measure's range; with {n} seeds "
               "it is narrower than a t interval would be).\n\n")
     write_atomically(os.path.join(args.output_dir, "study.md"),
@@ -77,4 +77,7 @@ def from_json(args):
         raise UserError(f"{path}: no such file; run the study first (without --report_only)") from None
     except ValueError as e:
         raise UserError(f"{path}: not valid JSON ({e})") from None
+    if "provenance" not in result:
+        raise UserError(f"{path}: made by an older version of study.py (no provenance); run the "
+                        f"{'sweep' if args.beta_sweep else 'study'} again without --report_only to remake it")
     return (sweep_reports if args.beta_sweep else study_reports)(result, args)

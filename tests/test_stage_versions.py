@@ -1,8 +1,8 @@
 """The study reuses a trained run or a cached evaluation only while the code that made it is the same. Each stage
 has a version number (lab/training.py: TRAINING_VERSION, lab/runner.py: EVALUATION_VERSION) that is part of the
 cache's key. This test keeps the numbers honest: it fingerprints the code of each stage (its syntax tree, so
-comments and docstrings do not count) and fails when the code changed but neither the version nor the recorded
-fingerprint did. After a change:
+comments and docstrings do not count) and fails whenever it differs from the fingerprint recorded with the
+version, so no change to a stage's code goes unseen. After a change:
   - that can move a number: bump the stage's version (its cached runs or evaluations are then redone), then
   - in both cases (a pure refactor too): record the new fingerprints with
         python tests/test_stage_versions.py --record
@@ -16,16 +16,23 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECORD = os.path.join(ROOT, "tests", "stage_fingerprints.json")
 
-# file, or file:name,name (only those top-level functions or classes): the code whose change can move a number
+# file, or file:name,name (only those top-level functions, classes or constants): code that can move a number
+DATA = "data.py:Split,binarize,load_dataset,DATASETS,VALIDATION_SIZE,SPLIT_SEED,BINARIZE_SEED"
 STAGES = {
     "training": ("lab.training", "TRAINING_VERSION", [
-        "models.py", "data.py:Split,binarize,load_dataset",
-        "lab/training.py:train_model,train_one,clip_gradients,lr_factor,compile_loss,random_state"]),
+        "models.py", DATA,
+        "lab/training.py:train_model,train_one,clip_gradients,lr_factor,compile_loss,random_state,make_optimizer"]),
     "evaluation": ("lab.runner", "EVALUATION_VERSION", [
-        "models.py", "lab/measures.py", "lab/evaluation.py", "lab/sample_measures.py", "lab/judge.py",
+        "models.py", DATA, "lab/measures.py", "lab/evaluation.py", "lab/sample_measures.py", "lab/judge.py",
         "lab/samplers.py", "lab/seed_study.py:evaluate_run,own_grid", "lab/beta_sweep.py:evaluate_run",
         "lab/runner.py:evaluation_settings,run_one"]),
 }
+
+
+def name_of(node):
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        return node.targets[0].id
+    return getattr(node, "name", None)
 
 
 def without_docstrings(tree):
@@ -46,8 +53,8 @@ def fingerprint(sources):
         nodes = tree.body
         if names:
             wanted = names.split(",")
-            nodes = [n for n in tree.body if getattr(n, "name", None) in wanted]
-            missing = set(wanted) - {n.name for n in nodes}
+            nodes = [n for n in tree.body if name_of(n) in wanted]
+            missing = set(wanted) - {name_of(n) for n in nodes}
             assert not missing, f"{path}: no top-level {', '.join(sorted(missing))} (update STAGES in {__file__})"
         digest.update(source.encode())
         for node in nodes:

@@ -291,6 +291,13 @@ def test_report_only_without_a_study_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1
     assert err.startswith(f"error: {tmp_path / 'study.json'}: no such file")
+    (tmp_path / "study.json").write_text(json.dumps({"command": "python study.py", "runs": []}))  # an older format
+    before = (tmp_path / "study.json").read_bytes()
+    with pytest.raises(SystemExit) as stop:
+        study.main(["--report_only", "-o", str(tmp_path), "--readme", "none"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "made by an older version" in err
+    assert (tmp_path / "study.json").read_bytes() == before and not (tmp_path / "study.md").exists()
 
 
 @pytest.mark.slow
