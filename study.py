@@ -114,7 +114,9 @@ def study_main(args, command, started):
              "claims": [{"claim": c.text, "primary": c.metric, "sampler": c.sampler, "reason": c.reason,
                          "margin": c.margin} for c in seed_study.CLAIMS],
              "floors": floors, "runs": runs, "summary": seed_study.summarise(runs),
-             "comparisons": seed_study.compare(runs)}
+             "comparisons": seed_study.compare(runs), "diverged": seed_study.diverged(runs)}
+    if study["diverged"]:  # reported, with the verdicts once more without those seeds
+        study["comparisons_without_diverged"] = seed_study.compare(seed_study.without_seeds_of(runs, study["diverged"]))
     write_atomically(os.path.join(args.output_dir, "study.json"), strict_json(study))
     return study_reports.study_reports(study, args)
 

@@ -123,6 +123,37 @@ def summarise(runs):
     return summary
 
 
+DIVERGED_NATS = 5.0  # a run whose test objective is this far above its group's median (and 10 MADs) diverged
+
+
+def diverged(runs):
+    """The runs whose test objective (recon + beta * KL, nats) lies far above that of the other seeds of the same
+    dataset and model: more than DIVERGED_NATS and 10 median absolute deviations above the median. Clipping
+    should prevent them; the study reports any, and its verdicts with and without their seeds."""
+    groups = {}
+    for run in runs:
+        value = run["metrics"].get("objective")
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            groups.setdefault((run["dataset"], run["model"]), []).append((run["seed"], value))
+    found = []
+    for (dataset, model), seeds in groups.items():
+        values = sorted(v for _, v in seeds)
+        median = values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1:len(values) // 2 + 1]) / 2
+        mad = sorted(abs(v - median) for v in values)[len(values) // 2]
+        found += [{"dataset": dataset, "model": model, "seed": seed, "objective": value, "median": median}
+                  for seed, value in seeds if value > median + max(DIVERGED_NATS, 10 * mad)]
+    non_finite = [{"dataset": r["dataset"], "model": r["model"], "seed": r["seed"], "objective": None, "median": None}
+                  for r in runs if not (isinstance(r["metrics"].get("objective"), (int, float))
+                                        and math.isfinite(r["metrics"]["objective"]))]
+    return found + non_finite
+
+
+def without_seeds_of(runs, diverged_runs):
+    """runs less both models of each seed that has a diverged run (the comparisons are paired by seed)."""
+    dropped = {(d["dataset"], d["seed"]) for d in diverged_runs}
+    return [r for r in runs if (r["dataset"], r["seed"]) not in dropped]
+
+
 def run_value(run, metric, sampler):
     return run["samplers"].get(sampler, {}).get(metric) if sampler else run["metrics"].get(metric)
 

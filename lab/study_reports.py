@@ -22,6 +22,13 @@ def study_reports(study, args):
               "against ±margin, Holm-adjusted too (the 90 % interval shown is before the adjustment). Secondary measures are shown without a verdict. Samplers: "
               f"mean over seeds, 95 % percentile-bootstrap interval (inside each measure's range; with {n} seeds "
               "it is narrower than a t interval would be).\n\n")
+    diverged = study.get("diverged") or []
+    if diverged:
+        listed = ", ".join(f"{d['dataset']} {d['model']} seed {d['seed']}" for d in diverged)
+        claims += (f"\n**Diverged runs** (test objective far above the other seeds'): {listed}. The claims without "
+                   f"those seeds:\n\n" + reports.claims_table(study["comparisons_without_diverged"]))
+    else:
+        header += "No run diverged (every test objective within 5 nats of its seeds' median).\n\n"
     write_atomically(os.path.join(args.output_dir, "study.md"),
                      "# The study\n\n" + header + "## Claims\n\n" + claims + "\n## Samplers\n\n" + samplers)
     save_atomically(os.path.join(args.output_dir, "study_samplers.png"),

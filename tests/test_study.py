@@ -459,3 +459,17 @@ def test_the_committed_study_is_what_the_current_code_computes_from_the_committe
         for metric in ("fid", "density", "coverage", "confident"):
             assert now["samplers"][sampler][metric] == pytest.approx(row["samplers"][sampler][metric], rel=0.02,
                                                                      abs=0.005), (sampler, metric)
+
+
+def test_a_diverged_run_is_found_and_the_verdicts_are_also_given_without_its_seed():
+    def run(model, seed, objective):
+        return {"dataset": "mnist", "model": model, "seed": seed, "samplers": {},
+                "metrics": {"objective": objective, "mmd2_to_prior": (0.3 if model == "autoencoder" else 0.02) + 0.001 * seed}}
+    runs = [run("autoencoder", s, 126.8 + 0.1 * s) for s in range(5)] + \
+        [run("vae", s, 150.3 if s == 4 else 135.3 + 0.1 * s) for s in range(5)]
+    (found,) = seed_study.diverged(runs)
+    assert (found["model"], found["seed"], found["objective"]) == ("vae", 4, 150.3)
+    kept = seed_study.without_seeds_of(runs, [found])
+    assert len(kept) == 8 and all(r["seed"] != 4 for r in kept)
+    assert seed_study.compare(kept)[0]["n"] == 4
+    assert seed_study.diverged([r for r in runs if r["seed"] != 4]) == []  # ordinary spread is not divergence
