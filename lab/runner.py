@@ -26,7 +26,7 @@ from lab.files import UserError, file_sha256, strict_json, write_atomically, wri
 DEFAULT_JOBS = 2  # two 1-thread runs side by side beat one 2-thread run on a 2-core CPU (docs/speed.md)
 # Bump when a change to an evaluation (lab/measures.py, evaluation.py, sample_measures.py, judge.py, samplers.py,
 # seed_study.py's and beta_sweep.py's evaluate_run) can move a number: cached evaluations are then redone.
-# tests/test_stage_versions.py fails when those files change and neither this nor the fingerprint is updated.
+# tests/test_stage_versions.py fails on any change to that code until the fingerprint is re-recorded (after a bump).
 # 3: bounds on the same images, tiled quadrature, recon at the posterior mean, density and coverage.
 EVALUATION_VERSION = 3
 CACHE_BOOKKEEPING = ("checkpoint_sha256", "settings", "evaluate_seconds")

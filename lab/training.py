@@ -376,7 +376,7 @@ def train_one(kind, beta, splits, args, device):
 
 # Bump when a change to training (models.py's losses, this loop, data.py's batches) can move a trained weight:
 # study.py then retrains its runs instead of reusing them. tests/test_stage_versions.py fails when those files
-# change and neither this nor the recorded fingerprint is updated (docs/study.md, "Caches that cannot go stale").
+# change until the fingerprint is re-recorded (docs/study.md, "Caches that cannot go stale").
 TRAINING_VERSION = 1
 
 # what --resume takes from the checkpoint rather than from the command line (and max_grad_norm and precision;
