@@ -12,11 +12,12 @@ import time
 
 import data
 import models
-from lab import cli, judge as judges, measures, reports
+from lab import cli, judge as judges, measures, reports, training
 from lab.evaluation import evaluate_model
 from lab.files import UserError, strict_json, write_atomically, writable_dir
 from lab.provenance import provenance
 from lab.run_log import add_to_tensorboard_run
+from lab.seed_statistics import across_seeds
 
 JUDGE_PATH_HELP = judges.JUDGE_PATH.replace("{dataset}", "<dataset>")
 
@@ -83,11 +84,14 @@ def main(argv=None):
             models.save_checkpoint(args.classifier, judge, test_accuracy=accuracy)
             print(f"classifier test accuracy {100 * accuracy:.2f}% -> {args.classifier}")
         judge = judges.load_judge(args.classifier, map_location=device)
-        results = {}
+        results, recipes, seeds = {}, {}, {}
         for path, model in loaded.items():
             t = time.perf_counter()
             name = cli.output_name(path, dataset)
             results[name] = evaluate_model(model, splits, judge, args)
+            checkpoint = models.read_checkpoint(path)
+            recipes.setdefault(training.recipe_of(checkpoint), []).append(name)
+            seeds[name] = (checkpoint.get("config") or {}).get("seed")
             add_to_tensorboard_run(path, model.kind, results[name])
             print(f"{name}: evaluated in {time.perf_counter() - t:.1f}s", flush=True)
         baseline = measures.all_black_baseline(splits["test"].images)
@@ -95,8 +99,13 @@ def main(argv=None):
         report = {"provenance": provenance(command, time.perf_counter() - started, 1, device),
                   "dataset": dataset, "split": args.split,
                   "classifier_test_accuracy": judges.accuracy(judge, splits["test"]),
-                  "models": results, "all_black_baseline": baseline}
+                  "models": results, "all_black_baseline": baseline,
+                  # checkpoints of one recipe trained from different seeds: their mean and spread
+                  "across_seeds": [across_seeds({n: results[n] for n in names}, seeds) for names in recipes.values()
+                                   if len({seeds[n] for n in names}) == len(names) > 1]}
         table = reports.markdown_table(results, baseline, args.iwae_k, dataset, args.split)
+        for summary in report["across_seeds"]:
+            table += "\n" + reports.seed_summary_table(summary, args.iwae_k)
         stem = ("metrics" if dataset == "mnist" else f"metrics_{dataset}") + ("_val" if args.split == "val" else "")
         write_atomically(os.path.join(args.output_dir, f"{stem}.json"), strict_json(report))
         write_atomically(os.path.join(args.output_dir, f"{stem}.md"),

@@ -65,6 +65,22 @@ def markdown_table(results, baseline, iwae_k, dataset="mnist", split="test"):
     return "\n".join(lines) + "\n"
 
 
+def seed_summary_table(summary, iwae_k):
+    """One recipe's runs over seeds (seed_statistics.across_seeds): mean, 95 % t interval and every seed's value."""
+    seeds = ", ".join(str(s) for s in summary["seeds"])
+    lines = [f"| {' / '.join(summary['runs'])}: one recipe, seeds {seeds} | mean | 95 % interval (t) | each seed |",
+             "|---|---|---|---|"]
+    for key, label, fmt in ROWS:
+        lookup = f"iwae_nll_k{iwae_k}" if key == "iwae_nll" else key
+        if key == "iwae_nll":
+            label = f"IWAE estimate of −log p(x), k = {iwae_k}, nats"
+        if lookup in summary["measures"]:
+            m = summary["measures"][lookup]
+            lines.append(f"| {label.strip()} | {fmt.format(m['mean'])} | [{fmt.format(m['ci95'][0])}, "
+                         f"{fmt.format(m['ci95'][1])}] | " + ", ".join(fmt.format(v) for v in m["values"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 # ---- the study (study.json) ----
 
 def number(value, metric):

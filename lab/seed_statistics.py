@@ -88,3 +88,17 @@ def verdict(mean, p_adjusted, direction, margin=None):
     if margin is not None:
         return "equivalent"
     return "holds" if (mean > 0) == (direction > 0) else "reversed"
+
+
+def across_seeds(results, seeds):
+    """The mean and 95 % t interval over seeds of every number that all of results ({run name: {measure: value}},
+    runs of one recipe) have, with each seed's value: {measure: {"mean", "ci95", "values"}}. The t interval, as
+    these are losses in nats with no range to leave."""
+    names = list(results)
+    summary = {"runs": names, "seeds": [seeds[n] for n in names], "measures": {}}
+    for key in results[names[0]]:
+        values = [results[n].get(key) for n in names]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            mean, ci = mean_ci95(values)
+            summary["measures"][key] = {"mean": mean, "ci95": list(ci), "values": values}
+    return summary

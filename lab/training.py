@@ -383,6 +383,18 @@ TRAINING_VERSION = 1
 # study.py's runner compares these and every other setting that changes a run: runner.checkpoint_state)
 RESUMED_SETTINGS = ("dataset", "epochs", "batch_size", "lr", "schedule", "seed", "hidden_dims", "latent_dim", "activation")
 
+# every setting that makes two runs different experiments rather than two seeds of one (evaluate.py groups
+# checkpoints by it to report a recipe's mean over seeds)
+RECIPE_SETTINGS = tuple(k for k in RESUMED_SETTINGS if k != "seed") + (
+    "max_train_images", "precision", "max_grad_norm", "compile", "training_version")
+
+
+def recipe_of(checkpoint):
+    """What a checkpoint's run was, apart from its seed: its model and every setting of RECIPE_SETTINGS."""
+    config = checkpoint.get("config") or {}
+    return repr((checkpoint["kind"], sorted(checkpoint["model_args"].items()),
+                 [(k, config.get(k)) for k in RECIPE_SETTINGS]))
+
 
 def unfinished_checkpoint(path, args):
     if not os.path.exists(path):

@@ -205,11 +205,21 @@ def test_evaluate_writes_json_and_markdown_for_every_checkpoint(tmp_path):
     models.save_checkpoint(ck / "autoencoder.pt", models.AutoEncoder(hidden_dims=[16]))
     models.save_checkpoint(ck / "vae.pt", models.VAE(hidden_dims=[16]))
     models.save_checkpoint(ck / "vae_iwae.pt", models.VAE(hidden_dims=[16], iwae_k=3))
+    # two seeds of one recipe (and the plain VAE above, saved without a training config: not of it)
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        models.save_checkpoint(ck / f"vae_seed{seed}.pt", models.VAE(hidden_dims=[16]),
+                               config={"seed": seed, "epochs": 3, "hidden_dims": [16], "training_version": 1})
     evaluate.main(["--checkpoint_dir", str(ck), "-o", str(tmp_path / "out"), "--data_dir", DATA_DIR,
                    "--classifier", os.path.join(ROOT, judge.JUDGE_PATH.format(dataset="mnist")),
                    "--iwae_k", "4", "--iwae_images", "50", "--num_samples", "200"])
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert set(report["models"]) == {"auto", "vae", "vae_iwae"}
+    assert set(report["models"]) == {"auto", "vae", "vae_iwae", "vae_seed1", "vae_seed2"}
+    (summary,) = report["across_seeds"]
+    assert summary["runs"] == ["vae_seed1", "vae_seed2"] and summary["seeds"] == [1, 2]
+    pair = [report["models"][n]["iwae_nll_k4"] for n in summary["runs"]]
+    assert summary["measures"]["iwae_nll_k4"]["mean"] == pytest.approx(sum(pair) / 2)
+    assert summary["measures"]["iwae_nll_k4"]["values"] == pair
     # every VAE, whatever it was trained on, has its -ELBO and IWAE bound from the same draws on the same images
     for name in ("vae", "vae_iwae"):
         scores = report["models"][name]
@@ -221,6 +231,7 @@ def test_evaluate_writes_json_and_markdown_for_every_checkpoint(tmp_path):
     assert report["all_black_baseline"]["pixel_acc_0.6"] == pytest.approx(0.877, abs=0.002)
     assert report["provenance"]["command"].startswith("python evaluate.py")
     assert "| IWAE estimate" in (tmp_path / "out" / "metrics.md").read_text()
+    assert "| vae_seed1 / vae_seed2: one recipe, seeds 1, 2 | mean |" in (tmp_path / "out" / "metrics.md").read_text()
 
 
 @pytest.mark.slow

@@ -126,6 +126,20 @@ def test_bootstrap_intervals_stay_inside_the_measures_range():
     assert seed_statistics.bootstrap_ci95(shares) == (mean, (low, high))  # seeded: the same every time
 
 
+def test_a_recipes_runs_are_summarised_over_seeds_on_the_numbers_they_all_have():
+    from scipy import stats
+    results = {"best": {"nll": 124.0, "iwae_nll_k1000": 125.0, "rate": 6.0, "nll_skipped": "reason"},
+               "best_seed1": {"nll": 125.0, "iwae_nll_k1000": 126.5, "rate": float("nan")},
+               "best_seed2": {"nll": 126.0, "iwae_nll_k1000": 127.0, "rate": 6.2}}
+    summary = seed_statistics.across_seeds(results, {"best": 0, "best_seed1": 1, "best_seed2": 2})
+    assert summary["runs"] == ["best", "best_seed1", "best_seed2"] and summary["seeds"] == [0, 1, 2]
+    assert set(summary["measures"]) == {"nll", "iwae_nll_k1000"}  # rate: not finite in one run; a string is no number
+    nll = summary["measures"]["nll"]
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # sd of 124, 125, 126 is 1
+    assert nll["mean"] == 125.0 and nll["ci95"] == pytest.approx([125 - half, 125 + half])
+    assert nll["values"] == [124.0, 125.0, 126.0]
+
+
 def test_paired_comparison_reads_each_claim_off_its_primary_measure_with_holm():
     def run(model, seed, mmd, fid):
         return {"dataset": "mnist", "model": model, "seed": seed, "metrics": {"mmd2_to_prior": mmd},
