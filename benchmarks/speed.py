@@ -12,6 +12,13 @@ Rows, all measured in this run on this machine:
    of AutoEncoder + VAE with the same 784-200-200-2 models, validation, TensorBoard and checkpoints: once at
    batch 64, the tutorial's, so that rows 1 and 2a differ by the loop alone, and once at this project's
    batch 256, so that rows 2a and 2b differ by the batch size alone.
+   A peer, side by side: the default VAE (784-256-256-256-2, GELU, batch 256, Adam, a validation pass per
+   epoch) trained by train.py's loop and by Pythae's TrainingPipeline (pythae 0.1.2, Chadebec et al. 2022),
+   in --peer_pairs alternating pairs of --peer_epochs epochs each: single runs on a shared machine vary by
+   tens of percent, so the table gives the minimum and the median of each. Pythae is optional (the row says
+   when it is missing); install it away from this project's environment, e.g.
+   `pip install --target /tmp/pythae --no-deps pythae==0.1.2 cloudpickle imageio pydantic` and
+   `PYTHONPATH=/tmp/pythae`, as its `dataclasses` requirement puts a Python 3.6 backport over the standard library.
 3. ours, default: the README's command `train.py --train_autoencoder --train_vae --epochs=20` as a
    subprocess, start-up included (and, with --with_compile, the same command with --compile).
 Rows 1 and 2 use the same thread count (--threads, default 1).
@@ -91,6 +98,73 @@ def our_epoch(data_dir, device, batch_size):
             model = models.build_model(kind, **ORIGINAL_ARCH).to(device)
             training.train_model(kind, model, splits, args, device, evaluate_test=False)
         return time.perf_counter() - start, len(splits["train"])
+
+
+def our_vae_seconds(data_dir, device, epochs):
+    """Wall seconds of train.py's loop training the default VAE for `epochs` (validation, TensorBoard and a
+    checkpoint every epoch included)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        splits = data.load_dataset("mnist", data_dir, device)
+        args = training.parse_args(["--train_vae", "--epochs", str(epochs), "--checkpoint_dir", f"{tmp}/ck",
+                                    "--logdir", f"{tmp}/logs", "--data_dir", data_dir]
+                                   + (["--use_cuda"] if device.type == "cuda" else []))
+        os.makedirs(args.checkpoint_dir)
+        start = time.perf_counter()
+        torch.manual_seed(0)
+        training.train_model("vae", models.build_model("vae").to(device), splits, args, device, evaluate_test=False)
+        return time.perf_counter() - start
+
+
+def pythae_vae_seconds(data_dir, device, epochs):
+    """Wall seconds of Pythae's TrainingPipeline training the same VAE (same layers, batch 256, Adam at train.py's
+    learning rate, Bernoulli cross-entropy, a validation pass every epoch) for `epochs`; None without pythae."""
+    try:
+        from pythae.models import VAE, VAEConfig
+        from pythae.models.base.base_utils import ModelOutput
+        from pythae.models.nn import BaseDecoder, BaseEncoder
+        from pythae.pipelines import TrainingPipeline
+        from pythae.trainers import BaseTrainerConfig
+    except ImportError:
+        return None
+    import contextlib
+    import io
+    import logging
+    default = models.build_model("vae")
+
+    class Encoder(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.net = models.mlp([784, *default.model_args["hidden_dims"], 2 * default.latent_dim], "gelu")
+
+        def forward(self, x):
+            mu, logvar = self.net(x.flatten(1)).chunk(2, dim=1)
+            return ModelOutput(embedding=mu, log_covariance=logvar)
+
+    class Decoder(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.net = models.mlp([default.latent_dim, *reversed(default.model_args["hidden_dims"]), 784], "gelu")
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)).view(-1, *models.IMAGE_SHAPE))
+
+    splits = data.load_dataset("mnist", data_dir, device)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):  # its progress bars and log lines
+        torch.manual_seed(0)
+        model = VAE(VAEConfig(input_dim=models.IMAGE_SHAPE, latent_dim=default.latent_dim, reconstruction_loss="bce"),
+                    encoder=Encoder(), decoder=Decoder())
+        config = BaseTrainerConfig(output_dir=tmp, num_epochs=epochs, learning_rate=training.parse_args(["--train_vae"]).lr,
+                                   per_device_train_batch_size=256, per_device_eval_batch_size=256,
+                                   no_cuda=device.type != "cuda")
+        logging.disable(logging.INFO)  # its loggers print to the stderr of import time
+        try:
+            start = time.perf_counter()
+            TrainingPipeline(model=model, training_config=config)(train_data=splits["train"].images.cpu(),
+                                                                  eval_data=splits["val"].images.cpu())
+            return time.perf_counter() - start
+        finally:
+            logging.disable(logging.NOTSET)
 
 
 def synchronize(device):
@@ -193,6 +267,9 @@ def main():
     p.add_argument("--batch_size", type=int, default=256, help="our loop's batch size in row 2 (default: %(default)s)")
     p.add_argument("--use_cuda", action="store_true", help="run every row on the GPU")
     p.add_argument("--skip_full_run", action="store_true", help="leave out the 20-epoch default run(s)")
+    p.add_argument("--peer_pairs", type=int, default=3,
+                   help="alternating pairs of our loop and Pythae's TrainingPipeline; 0 leaves the peer out (default: %(default)s)")
+    p.add_argument("--peer_epochs", type=int, default=2, help="epochs of each run of a pair (default: %(default)s)")
     p.add_argument("--with_compile", action="store_true",
                    help="also time the default run with train.py --compile (one more full run)")
     args = p.parse_args()
@@ -204,6 +281,13 @@ def main():
     original_seconds, n = original_style_epoch(data_dir, device)
     our_seconds_64, _ = our_epoch(data_dir, device, 64)
     our_seconds, _ = our_epoch(data_dir, device, args.batch_size)
+    peer = {"ours": [], "pythae": []}
+    for _ in range(args.peer_pairs):
+        peer["ours"].append(our_vae_seconds(data_dir, device, args.peer_epochs) / args.peer_epochs)
+        seconds = pythae_vae_seconds(data_dir, device, args.peer_epochs)
+        if seconds is None:
+            break
+        peer["pythae"].append(seconds / args.peer_epochs)
     torch.set_num_threads(default_threads)
 
     original_flops = training_flops_per_image(models.build_model("vae", **ORIGINAL_ARCH))
@@ -217,6 +301,18 @@ def main():
           f"{2 * n / our_seconds_64:,.0f} | {original_seconds / our_seconds_64:.1f}× |")
     print(f"| 2b. ours, tensor batches, batch {args.batch_size} (and the batch size), 784-200-200-2 | {our_seconds:.1f} | "
           f"{2 * n / our_seconds:,.0f} | {original_seconds / our_seconds:.1f}× |")
+    if args.peer_pairs:
+        print(f"\n| the default VAE (784-256-256-256-2, GELU, batch 256, Adam), {args.threads} thread(s) | "
+              f"s per epoch, min of {args.peer_pairs} | median | min, ours ahead by |")
+        print("|---|---|---|---|")
+        ours = sorted(peer["ours"])
+        print(f"| ours, train.py's loop | {ours[0]:.2f} | {ours[len(ours) // 2]:.2f} | |")
+        if peer["pythae"]:
+            theirs = sorted(peer["pythae"])
+            print(f"| Pythae {__import__('pythae').__version__} TrainingPipeline | {theirs[0]:.2f} | "
+                  f"{theirs[len(theirs) // 2]:.2f} | {theirs[0] / ours[0]:.2f}× |")
+        else:
+            print("| Pythae TrainingPipeline | not installed (see this script's docstring) | | |")
     print(f"\n(784-200-200-2 costs {original_flops / 1e6:.2f} MFLOP per image per training step, forward and backward.)")
 
     default = models.build_model("vae", hidden_dims=[256, 256, 256])
