@@ -1,0 +1,131 @@
+"""A user's own images (--dataset PATH): folders and .npz files read, checked and split."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import data
+
+
+def write_folder(root, images, labels=None, classes=None, suffix=".png"):
+    """images: N x H x W (grey) or N x H x W x 3 uint8, written one file each, in class sub-folders if labelled."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        folder = root if labels is None else root / classes[labels[i]]
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:04d}{suffix}")
+    return root
+
+
+def digits(n=30, size=(8, 6), colour=False, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (n, *size, 3) if colour else (n, *size)
+    return rng.integers(0, 256, shape, dtype=np.uint8), rng.integers(0, 3, n)
+
+
+def test_a_folder_of_class_sub_folders_is_read_with_its_labels_and_a_flat_one_without(tmp_path):
+    images, labels = digits()
+    image_set = data.read_image_set(str(write_folder(tmp_path / "shapes", images, labels, ["a", "b", "c"])))
+    assert image_set.name == "shapes" and image_set.classes == ["a", "b", "c"]
+    assert image_set.images.shape == (30, 1, 8, 6) and image_set.images.dtype == torch.float32
+    # files are read class by class; each image keeps its pixels and its label
+    for image, label in zip(image_set.images, image_set.labels):
+        matches = [i for i in range(30) if np.array_equal(images[i], (image[0] * 255).round().byte().numpy())]
+        assert len(matches) == 1 and labels[matches[0]] == label
+    flat = data.read_image_set(str(write_folder(tmp_path / "flat", images)))
+    assert flat.labels is None and flat.classes is None
+    assert torch.equal(flat.images[:, 0], torch.from_numpy(images).float() / 255)
+
+
+def test_colour_images_keep_their_channels_and_grey_ones_among_them_become_colour(tmp_path):
+    images, _ = digits(colour=True)
+    folder = write_folder(tmp_path / "colour", images)
+    Image.fromarray(images[0, :, :, 0]).save(folder / "zz_grey.png")  # one grey image in a colour set
+    image_set = data.read_image_set(str(folder))
+    assert image_set.images.shape == (31, 3, 8, 6)
+    assert torch.equal(image_set.images[:30], torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+    grey = image_set.images[30]
+    assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
+
+
+def test_an_npz_is_read_in_either_scale_and_resized_on_request(tmp_path):
+    images, labels = digits(colour=True)
+    np.savez(tmp_path / "as_bytes.npz", images=images, labels=labels, classes=np.array(["x", "y", "z"]))
+    np.savez(tmp_path / "as_floats.npz", images=images.astype(np.float32) / 255)
+    as_bytes, as_floats = data.read_image_set(str(tmp_path / "as_bytes.npz")), data.read_image_set(str(tmp_path / "as_floats.npz"))
+    assert as_bytes.name == "as_bytes" and as_bytes.classes == ["x", "y", "z"] and as_bytes.labels.tolist() == labels.tolist()
+    assert torch.allclose(as_bytes.images, as_floats.images) and as_floats.labels is None
+    resized = data.read_image_set(str(tmp_path / "as_bytes.npz"), image_size=(4, 3))
+    assert resized.images.shape == (30, 3, 4, 3) and 0 <= resized.images.min() and resized.images.max() <= 1
+    # a flat image averages to about the same grey when shrunk
+    np.savez(tmp_path / "flat.npz", images=np.full((12, 8, 8), 100, dtype=np.uint8))
+    assert data.read_image_set(str(tmp_path / "flat.npz"), image_size=(4, 4)).images.mean() == pytest.approx(100 / 255, abs=1e-3)
+
+
+def test_the_split_is_fixed_by_its_seed_disjoint_and_complete(tmp_path):
+    images, labels = digits(n=200)
+    np.savez(tmp_path / "set.npz", images=images, labels=labels)
+    image_set = data.read_image_set(str(tmp_path / "set.npz"))
+    splits = data.split_image_set(image_set)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [160, 20, 20]
+    again = data.split_image_set(data.read_image_set(str(tmp_path / "set.npz")))
+    assert all(torch.equal(splits[s].images, again[s].images) for s in splits)
+    rows = {tuple(x.flatten().tolist()) for s in splits.values() for x in s.images}
+    assert len(rows) == 200  # every image in exactly one split
+    other = data.split_image_set(image_set, seed=1)
+    assert not torch.equal(other["test"].images, splits["test"].images)
+    unlabelled = data.split_image_set(data.read_image_set(str(write_folder(tmp_path / "flat", images[:10]))))
+    assert (unlabelled["train"].labels == -1).all() and len(unlabelled["test"]) == 1
+    assert image_set.sha256 == data.read_image_set(str(tmp_path / "set.npz")).sha256
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d.mkdir(), "no image files"),
+    (lambda d: (d.mkdir(), (d / "notes.txt").write_text("hi")), "no image files"),
+    (lambda d: (write_folder(d, digits(n=3)[0]), (d / "0001.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")), "0001.png: cannot be read"),
+    (lambda d: (write_folder(d, digits(n=3)[0]), Image.new("L", (5, 5)).save(d / "big.png")), "2 sizes"),
+    (lambda d: (write_folder(d, digits(n=3)[0]), write_folder(d / "sub", digits(n=3)[0])), "sub-folders"),
+])
+def test_bad_folders_are_refused_naming_what_is_wrong(tmp_path, make, message):
+    make(tmp_path / "mine")
+    with pytest.raises(data.DataError, match=message):
+        data.read_image_set(str(tmp_path / "mine"))
+
+
+def test_a_truncated_image_is_named(tmp_path):
+    images, _ = digits(n=3, size=(64, 64))
+    folder = write_folder(tmp_path / "mine", images)
+    content = (folder / "0002.png").read_bytes()
+    (folder / "0002.png").write_bytes(content[:len(content) // 2])
+    with pytest.raises(data.DataError, match="0002.png: cannot be read"):
+        data.read_image_set(str(folder))
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"pixels": np.zeros((12, 8, 8), np.uint8)}, "no array `images`"),
+    ({"images": np.zeros((12, 8), np.uint8)}, "shape"),
+    ({"images": np.full((12, 8, 8), np.nan, np.float32)}, "NaN"),
+    ({"images": np.full((12, 8, 8), 2.0, np.float32)}, r"\[0, 1\]"),
+    ({"images": np.zeros((12, 8, 8), np.int64)}, "int64"),
+    ({"images": np.zeros((12, 8, 8), np.uint8), "labels": np.zeros(11, np.int64)}, "12 non-negative integers"),
+    ({"images": np.zeros((12, 8, 8), np.uint8), "labels": np.arange(12), "classes": np.array(["a"])}, "go up to 11"),
+    ({"images": np.zeros((12, 8, 8), np.uint8), "classes": np.array(["a"])}, "no `labels`"),
+])
+def test_bad_npz_files_are_refused_naming_what_is_wrong(tmp_path, arrays, message):
+    np.savez(tmp_path / "mine.npz", **arrays)
+    with pytest.raises(data.DataError, match=message):
+        data.read_image_set(str(tmp_path / "mine.npz"))
+
+
+def test_paths_that_are_no_dataset_are_refused(tmp_path):
+    with pytest.raises(data.DataError, match="no such dataset"):
+        data.read_image_set(str(tmp_path / "missing"))
+    (tmp_path / "mnist").mkdir()
+    with pytest.raises(data.DataError, match="built-in"):
+        data.dataset_name(str(tmp_path / "mnist"))
+    (tmp_path / "images.csv").write_text("1,2")
+    with pytest.raises(data.DataError, match="nor an .npz"):
+        data.read_image_set(str(tmp_path / "images.csv"))
+    np.savez(tmp_path / "few.npz", images=np.zeros((5, 8, 8), np.uint8))
+    with pytest.raises(data.DataError, match="at least 10"):
+        data.split_image_set(data.read_image_set(str(tmp_path / "few.npz")))
