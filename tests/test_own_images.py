@@ -129,3 +129,18 @@ def test_paths_that_are_no_dataset_are_refused(tmp_path):
     np.savez(tmp_path / "few.npz", images=np.zeros((5, 8, 8), np.uint8))
     with pytest.raises(data.DataError, match="at least 10"):
         data.split_image_set(data.read_image_set(str(tmp_path / "few.npz")))
+
+
+@pytest.mark.parametrize("kind", ["autoencoder", "vae"])
+def test_models_take_their_image_shape_from_the_data_and_rebuild_it_from_the_file(tmp_path, kind):
+    import models
+    images, _ = digits(n=12, size=(8, 6), colour=True)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    model = models.build_model(kind, hidden_dims=[16], image_shape=(3, 8, 6))
+    assert model.decode(model.encode(x)).shape == (12, 3, 8, 6)
+    model.loss(x)["total"].backward()  # every channel of every pixel is a Bernoulli output
+    models.save_checkpoint(tmp_path / "m.pt", model)
+    loaded = models.load_checkpoint(tmp_path / "m.pt")
+    assert loaded.image_shape == (3, 8, 6) and torch.equal(loaded.encode(x), model.eval().encode(x))
+    # the MNIST family's models store no shape: their checkpoints stay as every earlier version wrote them
+    assert "image_shape" not in models.build_model(kind).model_args
