@@ -235,6 +235,32 @@ def _read_npz(path, image_size):
     return ImageSet(dataset_name(path), tensor, labels, classes, _sha256_of(content))
 
 
+_read_sets = {}  # (path, image size) -> ImageSet: a script reads a user's files once
+
+
+def dataset_key(dataset):
+    """The name of a dataset given as a built-in name or a PATH to a user's images."""
+    return dataset if dataset in DATASETS else dataset_name(dataset)
+
+
+def user_image_set(path, image_size=None):
+    """read_image_set, once per process for each path and size."""
+    key = (os.path.abspath(path), tuple(image_size) if image_size else None)
+    if key not in _read_sets:
+        _read_sets[key] = read_image_set(path, image_size)
+    return _read_sets[key]
+
+
+def data_source(dataset, image_size=None):
+    """What a checkpoint records about a user's dataset, so that later scripts find and check the same images:
+    None for the built-in ones."""
+    if dataset in DATASETS:
+        return None
+    image_set = user_image_set(dataset, image_size)
+    return {"path": os.path.abspath(dataset), "sha256": image_set.sha256, "classes": image_set.classes,
+            "image_size": list(image_size) if image_size else None, "split_seed": SPLIT_SEED}
+
+
 def split_image_set(image_set, device="cpu", seed=SPLIT_SEED, max_train_images=None):
     """{"train", "val", "test"} Splits of a user's images: a share HELD_OUT_SHARE each for validation and
     test, drawn by seed, the rest for training. Unlabelled images get label -1."""
@@ -377,8 +403,10 @@ def prepare_dataset(data_dir, dataset="mnist"):
             write_atomically(path, content)
 
 
-def load_dataset(dataset="mnist", data_dir="data", device="cpu", max_train_images=None):
+def load_dataset(dataset="mnist", data_dir="data", device="cpu", max_train_images=None, image_size=None):
     """Return {"train", "val", "test"} Splits of the dataset on `device`.
+
+    dataset: a built-in name, or the PATH of a user's images (read_image_set; image_size (H, W) resizes them).
 
     train: 55 000 images and val: 5 000 images, a fixed random split of the training file;
     test: the 10 000 test images. max_train_images keeps only the first n training images
@@ -387,6 +415,8 @@ def load_dataset(dataset="mnist", data_dir="data", device="cpu", max_train_image
     binarisation); validation and test are binarised once, with a fixed seed, so that every model is
     scored on the same 0/1 images.
     """
+    if dataset not in DATASETS:
+        return split_image_set(user_image_set(dataset, image_size), device, max_train_images=max_train_images)
     files = {name: _parse_idx(content) for name, content in read_dataset_files(data_dir, dataset).items()}
     train_images, train_labels = files["train-images-idx3-ubyte"], files["train-labels-idx1-ubyte"]
 

@@ -28,7 +28,7 @@ def main(argv=None):
                 torch.set_num_threads(args.threads)
             writable_dir(args.checkpoint_dir)
             writable_dir(args.logdir)
-            splits = data.load_dataset(args.dataset, args.data_dir, device, args.max_train_images)
+            splits = data.load_dataset(args.dataset, args.data_dir, device, args.max_train_images, args.image_size)
             started = time.perf_counter()
             for kind, beta in ([("autoencoder", None)] if args.train_autoencoder else []) + \
                               ([("vae", b) for b in args.beta] if args.train_vae else []):

@@ -89,6 +89,19 @@ def say_once(message):
         print(message, file=sys.stderr)
 
 
+def dataset_argument(text):
+    """--dataset: a built-in dataset's name, or the path of a folder of images or an .npz file (read later)."""
+    if text in data.DATASETS or os.path.exists(text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is neither a built-in dataset ({', '.join(sorted(data.DATASETS))}) "
+                                     f"nor an existing folder of images or .npz file")
+
+
+DATASET_HELP = ("PATH: a folder of images (flat, or one sub-folder per class) or an .npz file with `images` "
+                "(N x H x W or N x H x W x C, uint8 or float in [0, 1]) and optional `labels` and `classes`; "
+                "named after the folder or file (docs/own-images.md)")
+
+
 def add_checkpoint_arguments(parser):
     """The arguments of every script that reads trained models: which checkpoints, and the data."""
     parser.add_argument("checkpoints", nargs="*", help="checkpoint files (default: every *.pt in --checkpoint_dir)")

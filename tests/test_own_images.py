@@ -144,3 +144,38 @@ def test_models_take_their_image_shape_from_the_data_and_rebuild_it_from_the_fil
     assert loaded.image_shape == (3, 8, 6) and torch.equal(loaded.encode(x), model.eval().encode(x))
     # the MNIST family's models store no shape: their checkpoints stay as every earlier version wrote them
     assert "image_shape" not in models.build_model(kind).model_args
+
+
+def test_train_py_trains_both_models_on_an_npz_and_a_folder_naming_them_after_it(tmp_path):
+    import models
+    import train
+    images, labels = digits(n=60, colour=True)
+    np.savez(tmp_path / "tiles.npz", images=images, labels=labels)
+    write_folder(tmp_path / "grey", digits(n=40)[0])
+    for dataset, shape in ((tmp_path / "tiles.npz", (3, 8, 6)), (tmp_path / "grey", (1, 8, 6))):
+        train.main(["--train_autoencoder", "--train_vae", "--epochs", "1", "--hidden_dims", "8", "--dataset", str(dataset),
+                    "--checkpoint_dir", str(tmp_path / "ck"), "--logdir", str(tmp_path / "logs")])
+        name = dataset.stem
+        for kind in ("autoencoder", "vae"):
+            path = tmp_path / "ck" / f"{name}_{kind}.pt"
+            model = models.load_checkpoint(path)
+            assert model.kind == kind and model.image_shape == shape and model.dataset == name
+            source = models.read_checkpoint(path)["data_source"]
+            assert source["sha256"] == data.read_image_set(str(dataset)).sha256 and source["path"] == str(dataset)
+
+
+def test_train_py_resizes_images_of_mixed_sizes_on_request_and_refuses_them_otherwise(tmp_path):
+    from conftest import run_script, ROOT
+    folder = write_folder(tmp_path / "mixed", digits(n=20)[0])
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(folder / "big.png")
+    common = ["--train_vae", "--epochs", "1", "--hidden_dims", "8", "--checkpoint_dir", tmp_path / "ck",
+              "--logdir", tmp_path / "logs", "--dataset", folder]
+    refused = run_script("train.py", *common, cwd=ROOT)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: ") and "--image_size" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "ck" / "mixed_vae.pt").exists()
+    resized = run_script("train.py", *common, "--image_size", "7", "7", cwd=ROOT)
+    assert resized.returncode == 0, resized.stderr
+    import models
+    assert models.load_checkpoint(tmp_path / "ck" / "mixed_vae.pt").image_shape == (1, 7, 7)
+    missing = run_script("train.py", "--train_vae", "--dataset", tmp_path / "nowhere", cwd=ROOT)
+    assert missing.returncode == 2 and "neither a built-in dataset" in missing.stderr
