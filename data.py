@@ -261,6 +261,38 @@ def data_source(dataset, image_size=None):
             "image_size": list(image_size) if image_size else None, "split_seed": SPLIT_SEED}
 
 
+def dataset_of_model(model, dataset=None):
+    """The --dataset value that loads the images model was trained on: its built-in name; for a user's images the
+    PATH given (dataset), else where the checkpoint says they were. The shapes must agree."""
+    if model.dataset in DATASETS:
+        return model.dataset
+    source = getattr(model, "data_source", None) or {}
+    path = dataset if dataset not in (None, *DATASETS) else source.get("path")
+    if path is None or not os.path.exists(path):
+        raise DataError(f"the model was trained on {model.dataset!r}, whose images were at {source.get('path')} and "
+                        f"are not there now; give their folder or .npz with --dataset PATH")
+    image_set = user_image_set(path, source.get("image_size"))
+    if tuple(image_set.images.shape[1:]) != tuple(model.image_shape):
+        c, h, w = image_set.images.shape[1:]
+        mc, mh, mw = model.image_shape
+        raise DataError(f"{path}: images of {c} x {h} x {w} (channels x height x width), but the model was trained on "
+                        f"{mc} x {mh} x {mw} images ({model.dataset!r})")
+    return path
+
+
+def load_dataset_of(model, data_dir="data", device="cpu", dataset=None):
+    """load_dataset of the images model was trained on (dataset_of_model), resized as they were for training."""
+    image_size = (getattr(model, "data_source", None) or {}).get("image_size")
+    return load_dataset(dataset_of_model(model, dataset), data_dir, device, image_size=image_size)
+
+
+def class_names(model):
+    """The class names of the data model was trained on, or None for unlabelled images."""
+    if model.dataset in DATASETS:
+        return DATASETS[model.dataset].classes
+    return (getattr(model, "data_source", None) or {}).get("classes")
+
+
 def split_image_set(image_set, device="cpu", seed=SPLIT_SEED, max_train_images=None):
     """{"train", "val", "test"} Splits of a user's images: a share HELD_OUT_SHARE each for validation and
     test, drawn by seed, the rest for training. Unlabelled images get label -1."""

@@ -274,4 +274,5 @@ def load_checkpoint(path, map_location="cpu"):
         raise CheckpointError(f"{path}: weights do not fit a {checkpoint['kind']} model "
                               f"with {checkpoint['model_args']} ({first_line[:200]})") from None
     model.dataset = checkpoint.get("dataset", "mnist")  # what it was trained on (a file without the key: MNIST)
+    model.data_source = checkpoint.get("data_source")  # a user's images: where they were, their SHA-256, classes
     return model.to(map_location).eval()

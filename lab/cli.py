@@ -142,9 +142,10 @@ def load_selected_checkpoints(args, device="cpu"):
     """{path: model} for the checkpoints named, else those of --dataset in --checkpoint_dir (all checked first)."""
     loaded = {path: models.load_checkpoint(path, map_location=device) for path in checkpoint_paths(args)}
     if not args.checkpoints:
-        loaded = {path: model for path, model in loaded.items() if model.dataset == args.dataset}
+        name = data.dataset_key(args.dataset)
+        loaded = {path: model for path, model in loaded.items() if model.dataset == name}
         if not loaded:
-            raise UserError(f"no {args.dataset} checkpoints in {args.checkpoint_dir}/; train some with "
+            raise UserError(f"no {name} checkpoints in {args.checkpoint_dir}/; train some with "
                             f"`python train.py --train_autoencoder --train_vae --dataset {args.dataset}`")
     return loaded
 

@@ -43,7 +43,7 @@ def explorer_html(pair, images, labels, class_names, num_points=5000):
         low, high = codes.min(0).values.tolist(), codes.max(0).values.tolist()
         entries.append({"id": kind, "title": model_title(model), "activation": model.model_args["activation"],
                         "layers": layers, "codes": _base64(codes.numpy().astype(np.float32)),
-                        "labels": _base64(labels[:num_points].cpu().numpy().astype(np.uint8)),
+                        "labels": _base64(labels[:num_points].clamp_min(0).cpu().numpy().astype(np.uint8)),  # unlabelled (-1): one colour
                         "box": [low[0], high[0], low[1], high[1]]})
     colours = ["#%02x%02x%02x" % tuple(int(255 * c) for c in plt.get_cmap("tab10")(i)[:3]) for i in range(10)]
     payload = json.dumps({"classes": list(class_names), "colours": colours, "models": entries}, separators=(",", ":"))

@@ -179,3 +179,42 @@ def test_train_py_resizes_images_of_mixed_sizes_on_request_and_refuses_them_othe
     assert models.load_checkpoint(tmp_path / "ck" / "mixed_vae.pt").image_shape == (1, 7, 7)
     missing = run_script("train.py", "--train_vae", "--dataset", tmp_path / "nowhere", cwd=ROOT)
     assert missing.returncode == 2 and "neither a built-in dataset" in missing.stderr
+
+
+def test_explore_draws_every_figure_for_colour_and_unlabelled_images(tmp_path):
+    import explore_latent_space
+    import train
+    images, labels = digits(n=60, colour=True)
+    np.savez(tmp_path / "tiles.npz", images=images, labels=labels, classes=np.array(["$x$", "<b>y</b>", "z"]))
+    write_folder(tmp_path / "grey", digits(n=40)[0])
+    for dataset in ("tiles.npz", "grey"):
+        train.main(["--train_autoencoder", "--train_vae", "--epochs", "1", "--hidden_dims", "8",
+                    "--dataset", str(tmp_path / dataset), "--checkpoint_dir", str(tmp_path / "ck"),
+                    "--logdir", str(tmp_path / "logs")])
+        explore_latent_space.main(["--dataset", str(tmp_path / dataset), "--checkpoint_dir", str(tmp_path / "ck"),
+                                   "-o", str(tmp_path / "out"), "--num_points", "20", "--grid_size", "3"])
+    for name in ("tiles", "grey"):
+        for figure in ("outputs", "latent_dist", "latent_space", "sample_from_norm", "interpolation"):
+            for model in ("auto", "vae"):
+                assert (tmp_path / "out" / f"{figure}_{name}_{model}.png").stat().st_size > 0
+            assert (tmp_path / "out" / f"compare_{figure}_{name}.png").exists()
+    shown = np.asarray(Image.open(tmp_path / "out" / "outputs_tiles_vae.png").convert("RGB")).astype(int)
+    assert (np.abs(shown[..., 0] - shown[..., 1]) > 30).sum() > 100  # the inputs are drawn in colour
+    grey = np.asarray(Image.open(tmp_path / "out" / "outputs_grey_vae.png").convert("RGB")).astype(int)
+    body = grey[40:-10]  # below the title
+    assert np.abs(body[..., 0] - body[..., 1]).max() < 10
+
+
+def test_a_model_is_not_explored_with_images_of_another_shape(tmp_path):
+    from conftest import run_script, ROOT
+    import train
+    np.savez(tmp_path / "small.npz", images=digits(n=30)[0])
+    np.savez(tmp_path / "other.npz", images=digits(n=30, size=(5, 5))[0])
+    train.main(["--train_vae", "--epochs", "1", "--hidden_dims", "8", "--dataset", str(tmp_path / "small.npz"),
+                "--checkpoint_dir", str(tmp_path / "ck"), "--logdir", str(tmp_path / "logs")])
+    result = run_script("explore_latent_space.py", tmp_path / "ck" / "small_vae.pt", "--dataset", tmp_path / "other.npz",
+                        "-o", tmp_path / "out", cwd=ROOT)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "1 x 5 x 5" in result.stderr
+    (tmp_path / "small.npz").unlink()  # moved away: the checkpoint's record no longer finds the images
+    result = run_script("explore_latent_space.py", tmp_path / "ck" / "small_vae.pt", "-o", tmp_path / "out", cwd=ROOT)
+    assert result.returncode == 2 and "--dataset PATH" in result.stderr and not (tmp_path / "out").exists()
