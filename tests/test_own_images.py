@@ -146,6 +146,7 @@ def test_models_take_their_image_shape_from_the_data_and_rebuild_it_from_the_fil
     assert "image_shape" not in models.build_model(kind).model_args
 
 
+@pytest.mark.slow
 def test_train_py_trains_both_models_on_an_npz_and_a_folder_naming_them_after_it(tmp_path):
     import models
     import train
@@ -181,6 +182,7 @@ def test_train_py_resizes_images_of_mixed_sizes_on_request_and_refuses_them_othe
     assert missing.returncode == 2 and "neither a built-in dataset" in missing.stderr
 
 
+@pytest.mark.slow
 def test_explore_draws_every_figure_for_colour_and_unlabelled_images(tmp_path):
     import explore_latent_space
     import train
@@ -218,3 +220,38 @@ def test_a_model_is_not_explored_with_images_of_another_shape(tmp_path):
     (tmp_path / "small.npz").unlink()  # moved away: the checkpoint's record no longer finds the images
     result = run_script("explore_latent_space.py", tmp_path / "ck" / "small_vae.pt", "-o", tmp_path / "out", cwd=ROOT)
     assert result.returncode == 2 and "--dataset PATH" in result.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_trains_a_judge_from_the_labels_or_says_which_measures_it_skips(tmp_path):
+    import json
+    import evaluate
+    import train
+    images, labels = digits(n=80, colour=True)
+    np.savez(tmp_path / "tiles.npz", images=images, labels=labels)
+    write_folder(tmp_path / "grey", digits(n=40)[0])
+    quick = ["--iwae_k", "2", "--iwae_images", "8", "--num_samples", "50", "--quadrature"]
+    for dataset in ("tiles.npz", "grey"):
+        train.main(["--train_autoencoder", "--train_vae", "--epochs", "1", "--hidden_dims", "8",
+                    "--dataset", str(tmp_path / dataset), "--checkpoint_dir", str(tmp_path / "ck"),
+                    "--logdir", str(tmp_path / "logs")])
+    judge = str(tmp_path / "judges" / "tiles_cnn.pt")
+    evaluate.main(["--dataset", str(tmp_path / "tiles.npz"), "--checkpoint_dir", str(tmp_path / "ck"),
+                   "-o", str(tmp_path / "before"), *quick, "--classifier", judge])
+    before = json.loads((tmp_path / "before" / "metrics_tiles.json").read_text())
+    assert "train one with --train_classifier" in next(iter(before["skipped"].values()))
+    assert "prior_samples_confident" not in before["models"]["tiles_vae"]
+    assert 0 <= before["models"]["tiles_vae"]["knn5_accuracy"] <= 1
+    vae = before["models"]["tiles_vae"]
+    # from the same draws -ELBO >= IWAE holds exactly; the quadrature of a colour model's likelihood is near them
+    assert vae["neg_elbo"] >= vae["iwae_nll_k2"] and abs(vae["nll"] - vae["iwae_nll_k2"]) < 5
+    evaluate.main(["--dataset", str(tmp_path / "tiles.npz"), "--checkpoint_dir", str(tmp_path / "ck"),
+                   "-o", str(tmp_path / "after"), *quick, "--classifier", judge, "--train_classifier"])
+    after = json.loads((tmp_path / "after" / "metrics_tiles.json").read_text())
+    assert after["skipped"] == {} and 0 <= after["models"]["tiles_vae"]["prior_samples_confident"] <= 1
+    assert after["classifier_test_accuracy"] is not None
+    evaluate.main(["--dataset", str(tmp_path / "grey"), "--checkpoint_dir", str(tmp_path / "ck"),
+                   "-o", str(tmp_path / "grey_out"), *quick])
+    grey = json.loads((tmp_path / "grey_out" / "metrics_grey.json").read_text())
+    assert "no labels" in " ".join(grey["skipped"].values()) and "knn5_accuracy" not in grey["models"]["grey_vae"]
+    assert "Not measured: 5-NN class accuracy" in (tmp_path / "grey_out" / "metrics_grey.md").read_text()
