@@ -255,3 +255,21 @@ def test_evaluate_trains_a_judge_from_the_labels_or_says_which_measures_it_skips
     grey = json.loads((tmp_path / "grey_out" / "metrics_grey.json").read_text())
     assert "no labels" in " ".join(grey["skipped"].values()) and "knn5_accuracy" not in grey["models"]["grey_vae"]
     assert "Not measured: 5-NN class accuracy" in (tmp_path / "grey_out" / "metrics_grey.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_digits_example_writes_the_same_images_as_an_npz_and_as_a_folder(tmp_path):
+    import importlib.util
+    from conftest import ROOT
+    spec = importlib.util.spec_from_file_location("export_digits", f"{ROOT}/examples/export_digits.py")
+    export = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export)
+    export.main(["-o", str(tmp_path)])
+    from_npz = data.read_image_set(str(tmp_path / "digits8x8.npz"))
+    from_folder = data.read_image_set(str(tmp_path / "digits8x8-png"))
+    assert from_npz.images.shape == from_folder.images.shape == (1797, 1, 8, 8)
+    assert from_npz.classes == from_folder.classes == [str(d) for d in range(10)]
+    order = sorted(range(1797), key=lambda i: (int(from_npz.labels[i]), i))  # the folder is read class by class
+    assert torch.equal(from_npz.images[order], from_folder.images)
+    assert torch.equal(from_npz.labels[order], from_folder.labels)
+    assert from_npz.images.max() == 1.0 and from_npz.images.min() == 0.0  # grey levels 0-16 spread over 0-1
