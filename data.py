@@ -85,7 +85,7 @@ class DataError(Exception):
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 HELD_OUT_SHARE = 0.1  # of a user's images, for validation and again for test (MNIST holds out 5 000 and 10 000 of 70 000)
-MIN_IMAGES = 10
+MIN_IMAGES = 20  # a held-out tenth of them is 2 images: a test split to draw a line between
 
 
 @dataclass
@@ -101,9 +101,11 @@ class ImageSet:
 
 def dataset_name(path):
     """The name a dataset at path goes by (checkpoints, figures, reports): the folder's or file's stem."""
-    stem = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
-    if stem in DATASETS:
+    stem = os.path.splitext(os.path.basename(os.path.abspath(path)))[0]
+    if stem.casefold() in {name.casefold() for name in DATASETS}:  # case-blind file systems would mix their files
         raise DataError(f"{path}: its name {stem!r} is a built-in dataset's; rename the folder or file")
+    if not stem or stem.startswith("."):
+        raise DataError(f"{path}: its name {stem!r} would make hidden files; rename the folder or file")
     return stem
 
 
@@ -128,7 +130,7 @@ def _read_image_folder(folder, image_size):
     """Flat: every image file in folder, unlabelled. With sub-folders: one class per sub-folder holding images,
     named after it (sorted), the images in it labelled so."""
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
     sub_folders = sorted(n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n))
                          and _image_files(os.path.join(folder, n)))
     flat = _image_files(folder)
@@ -145,11 +147,10 @@ def _read_image_folder(folder, image_size):
         try:
             with Image.open(io.BytesIO(content)) as picture:
                 picture.load()  # decodes the whole file: a truncated one fails here, not later
-                pictures.append(picture.copy())
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+                pictures.append(ImageOps.exif_transpose(picture))  # as a viewer shows it (camera orientation)
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             raise DataError(f"{path}: cannot be read as an image ({str(e).splitlines()[0][:120] or type(e).__name__})") from None
-    colour = any(p.mode not in ("1", "L", "LA", "I", "I;16", "F", "P") or (p.mode == "P" and _palette_is_colour(p))
-                 for p in pictures)
+    colour = any(not _is_grey_mode(p.mode) or (p.mode == "P" and _palette_is_colour(p)) for p in pictures)
     if image_size is None:
         sizes = {p.size for p in pictures}
         if len(sizes) > 1:
@@ -165,6 +166,10 @@ def _read_image_folder(folder, image_size):
     return ImageSet(dataset_name(folder), images.contiguous(), labels, classes, digest.hexdigest())
 
 
+def _is_grey_mode(mode):
+    return mode in ("1", "L", "LA", "I", "F", "P") or mode.startswith("I;16")
+
+
 def _palette_is_colour(picture):
     rgb = picture.convert("RGB")
     r, g, b = rgb.split()
@@ -175,10 +180,12 @@ def _as_array(picture, mode, image_size):
     """picture as an H x W x C uint8 array in mode (L or RGB), resized to image_size (H, W) if given."""
     import numpy as np
     from PIL import Image
-    if picture.mode in ("I", "I;16", "F"):  # 16-bit or float greys: scaled to 8 bits by their own range
+    if picture.mode == "I" or picture.mode.startswith("I;16"):  # 16-bit greys: 0-65535 onto 0-255
         values = np.asarray(picture, dtype=np.float64)
-        span = max(values.max() - values.min(), 1e-12)
-        picture = Image.fromarray(((values - values.min()) / span * 255).round().astype(np.uint8))
+        picture = Image.fromarray((values.clip(0, 65535) * (255 / 65535)).round().astype(np.uint8))
+    elif picture.mode == "F":  # float greys: taken as 0-1
+        values = np.asarray(picture, dtype=np.float64)
+        picture = Image.fromarray((values.clip(0, 1) * 255).round().astype(np.uint8))
     picture = picture.convert(mode)
     if image_size is not None and picture.size != (image_size[1], image_size[0]):
         picture = picture.resize((image_size[1], image_size[0]), Image.Resampling.LANCZOS)
@@ -190,11 +197,15 @@ def _read_npz(path, image_size):
     """images: N x H x W or N x H x W x C (C = 1 or 3), uint8 0-255 or float 0-1; labels: N non-negative ints;
     classes: their names (default: the label numbers)."""
     import numpy as np
+    import zipfile
     content = _read(path)
     try:
-        with np.load(io.BytesIO(content), allow_pickle=False) as arrays:
+        arrays = np.load(io.BytesIO(content), allow_pickle=False)
+        if not isinstance(arrays, np.lib.npyio.NpzFile):
+            raise ValueError("it holds one array, not named arrays")
+        with arrays:
             found = {k: arrays[k] for k in arrays.files}
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: cannot be read as an .npz file ({str(e).splitlines()[0][:120]})") from None
     if "images" not in found:
         raise DataError(f"{path}: has no array `images` (it has: {', '.join(sorted(found)) or 'none'})")
@@ -277,6 +288,10 @@ def dataset_of_model(model, dataset=None):
         mc, mh, mw = model.image_shape
         raise DataError(f"{path}: images of {c} x {h} x {w} (channels x height x width), but the model was trained on "
                         f"{mc} x {mh} x {mw} images ({model.dataset!r})")
+    if source.get("sha256") not in (None, image_set.sha256):
+        # other files would be split otherwise: test images could be ones the model trained on
+        raise DataError(f"{path}: not the images the model was trained on (their SHA-256 differs from the one its "
+                        f"checkpoint recorded); give the same images, or retrain on these")
     return path
 
 

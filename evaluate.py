@@ -78,7 +78,16 @@ def main(argv=None):
         built_in = dataset in data.DATASETS
         judge_dataset = (built_in and data.DATASETS[dataset].judge) or dataset  # binarized-mnist: the MNIST judge
         args.classifier = args.classifier or judges.judge_path(dataset)
+        if len({str((m.data_source or {}).get("image_size")) for m in loaded.values()}) > 1:
+            raise UserError("the checkpoints given were trained at different --image_size; evaluate one size at a time")
+        for model in loaded.values():  # every model's shape and images checked before anything is written
+            data.dataset_of_model(model, args.dataset)
         splits = data.load_dataset_of(next(iter(loaded.values())), args.data_dir, device, args.dataset)
+        if args.train_classifier and (splits["train"].labels < 0).any():
+            raise UserError("--train_classifier: the judge learns from labelled images and these have no labels "
+                            "(give one sub-folder per class, or `labels` in the .npz)")
+        if args.train_classifier and min(splits["train"].images.shape[2:]) < 4:
+            raise UserError("--train_classifier: images smaller than 4 x 4 are too small for the judge")
         writable_dir(args.output_dir)
         if args.train_classifier:
             writable_dir(os.path.dirname(args.classifier) or ".")
@@ -90,6 +99,11 @@ def main(argv=None):
         skipped = {}
         if built_in or os.path.exists(args.classifier):
             judge = judges.load_judge(args.classifier, map_location=device)
+            judged_shape = tuple(judge.model_args.get("image_shape", models.IMAGE_SHAPE))
+            if judged_shape != tuple(splits["test"].images.shape[1:]) or \
+                    (splits["test"].labels >= 0).all() and judge.model_args["num_classes"] <= int(splits["test"].labels.max()):
+                raise UserError(f"{args.classifier}: a judge of other images ({' x '.join(map(str, judged_shape))}, "
+                                f"{judge.model_args['num_classes']} classes); retrain it with --train_classifier")
         else:  # a user's images without a judge: the measures that need one are left out, and the report says why
             judge = None
             skipped["judged samples (confident share, class entropy, grid)"] = (
@@ -112,7 +126,7 @@ def main(argv=None):
         report = {"provenance": provenance(command, time.perf_counter() - started, 1, device),
                   "dataset": dataset, "split": args.split,
                   "classifier_test_accuracy": judges.accuracy(judge, splits["test"]) if judge else None,
-                  "skipped": skipped,
+                  **({"skipped": skipped} if skipped else {}),
                   "models": results, "all_black_baseline": baseline,
                   # checkpoints of one recipe trained from different seeds: their mean and spread
                   "across_seeds": [across_seeds({n: results[n] for n in names}, seeds) for names in recipes.values()

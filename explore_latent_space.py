@@ -24,6 +24,21 @@ from lab.files import UserError, write_atomically, writable_dir
 from models import encode_in_batches
 
 
+def data_key(model):
+    return model.dataset, str((model.data_source or {}).get("image_size"))
+
+
+def check_explorer_pair(pair):
+    """The browser page draws 28 x 28 grey images in ten class colours, for now."""
+    model = next(iter(pair.values()))
+    if model.image_shape != models.IMAGE_SHAPE:
+        raise UserError(f"--html: the browser page draws 28 x 28 grey images only, for now; "
+                        f"{model.dataset} has {' x '.join(map(str, model.image_shape))}")
+    if len(data.class_names(model) or []) > 10:
+        raise UserError(f"--html: the browser page colours ten classes at most, for now; {model.dataset} has "
+                        f"{len(data.class_names(model))}")
+
+
 def figures_for(model, test, args):
     """{figure name: Figure} for one model: the original project's four figures and the interpolation."""
     torch.manual_seed(args.seed)
@@ -87,19 +102,22 @@ def main(argv=None):
     with cli.errors_as_one_line():
         device = cli.resolve_device(args)
         loaded = cli.load_selected_checkpoints(args, device)
-        test_sets = {}
+        test_sets = {}  # by dataset and image size (one folder can train models at several --image_size)
         for model in loaded.values():  # every model's images found and checked before anything is written
-            if model.dataset not in test_sets:
-                test_sets[model.dataset] = data.load_dataset_of(model, args.data_dir, device, args.dataset)["test"]
+            if data_key(model) not in test_sets:
+                test_sets[data_key(model)] = data.load_dataset_of(model, args.data_dir, device, args.dataset)["test"]
+        if args.html:
+            pair = explorer_pair(loaded)
+            check_explorer_pair(pair)
         writable_dir(args.output_dir)
         figures_by_model = {}
         for path, model in loaded.items():
             name = cli.output_name(path, model.dataset)
             print(f"{path}: {model_title(model)}, latent_dim {model.latent_dim}, {model.dataset}")
-            figures_by_model[name] = figures_for(model, test_sets[model.dataset], args)
+            figures_by_model[name] = figures_for(model, test_sets[data_key(model)], args)
             for figure_name, fig in figures_by_model[name].items():
                 save_atomically(os.path.join(args.output_dir, f"{figure_name}_{name}.png"), fig)
-        for dataset in test_sets:
+        for dataset in dict.fromkeys(model.dataset for model in loaded.values()):
             auto, vae = (figures_by_model.get(cli.dataset_prefix(dataset) + n) for n in ("auto", "vae"))
             if auto and vae:
                 suffix = "" if dataset == "mnist" else f"_{dataset}"
@@ -107,12 +125,8 @@ def main(argv=None):
                     save_atomically(os.path.join(args.output_dir, f"compare_{figure_name}{suffix}.png"),
                                     side_by_side(auto[figure_name], vae[figure_name]))
         if args.html:
-            pair = explorer_pair(loaded)
             model = next(iter(pair.values()))
-            if model.image_shape != models.IMAGE_SHAPE:
-                raise UserError(f"--html: the browser page draws 28 x 28 grey images only, for now; "
-                                f"{model.dataset} has {' x '.join(map(str, model.image_shape))}")
-            test = test_sets[model.dataset]
+            test = test_sets[data_key(model)]
             write_atomically(os.path.join(args.output_dir, "explorer.html"), explorer_html(
                 {k: m.cpu() for k, m in pair.items()}, test.images.cpu(), test.labels.cpu(), data.class_names(model) or []))
             if not explorer_screenshot(os.path.join(args.output_dir, "explorer.html"),

@@ -91,8 +91,10 @@ def say_once(message):
 
 def dataset_argument(text):
     """--dataset: a built-in dataset's name, or the path of a folder of images or an .npz file (read later)."""
-    if text in data.DATASETS or os.path.exists(text):
+    if text in data.DATASETS:
         return text
+    if os.path.exists(text):
+        return os.path.abspath(text)  # stored in checkpoints: --resume and later scripts may run elsewhere
     raise argparse.ArgumentTypeError(f"{text!r} is neither a built-in dataset ({', '.join(sorted(data.DATASETS))}) "
                                      f"nor an existing folder of images or .npz file")
 

@@ -81,18 +81,19 @@ def latent_dist_figure(model, images, labels, class_names=data.DATASETS["mnist"]
     fig, ax = plt.subplots(figsize=(6.4, 6), dpi=DPI)
     if class_names is None:
         ax.scatter(codes[:, 0], codes[:, 1], s=2, alpha=0.6, color="tab:blue", rasterized=True)
+    handles = []
     for label, (class_name, colour) in enumerate(zip(class_names or [], class_colours(len(class_names or [])))):
         pts = codes[labels.cpu() == label]
-        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.6, color=colour, rasterized=True,
-                   label=as_text(class_name) if label < 20 else None)  # a legend of 20 names at most
+        handles.append(ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.6, color=colour, rasterized=True))
     ax.set_aspect("equal", adjustable="datalim")
     what = "codes" if model.kind == "autoencoder" else "posterior means"
     ax.set_title(f"{model_title(model)}: {len(codes):,} test {what}"
                  + (f"\n(PCA projection of the {model.latent_dim}-D codes)" if projected else ""))
     ax.set_xlabel("PC 1" if projected else "$z_1$")
     ax.set_ylabel("PC 2" if projected else "$z_2$")
-    if class_names is not None:
-        ax.legend(title=legend_title, markerscale=5, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    if class_names is not None:  # names given with their handles: matplotlib would drop one starting with "_"
+        ax.legend(handles[:20], [as_text(n) for n in class_names[:20]], title=legend_title, markerscale=5,
+                  loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)  # 20 names at most
     fig.tight_layout()
     return fig
 

@@ -35,7 +35,7 @@ class DigitClassifier(nn.Module):
             self.model_args["image_shape"] = list(image_shape)
             padding = 2
             if min(image_shape[1:]) < 4:
-                raise ValueError(f"images of {image_shape[1]} x {image_shape[2]} are too small for the judge (4 x 4 at least)")
+                raise UserError(f"images of {image_shape[1]} x {image_shape[2]} are too small for the judge (4 x 4 at least)")
         self.features = nn.Sequential(
             nn.Conv2d(image_shape[0], c1, 5, padding=padding), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(c1, c2, 5, padding=padding), nn.ReLU(), nn.MaxPool2d(2),

@@ -98,6 +98,8 @@ def parse_args(argv=None):
     g.add_argument("--max_train_images", type=cli.positive_int, default=None, metavar="N",
                    help="train on the first N training images only, for a quick look (default: all 55 000)")
     args = p.parse_args(argv)
+    if args.image_size and args.dataset in data.DATASETS:
+        p.error(f"--image_size resizes your own images (--dataset PATH); {args.dataset}'s are 28 x 28")
     if not (args.train_autoencoder or args.train_vae):
         p.error("nothing to train: give --train_autoencoder and/or --train_vae")
     if args.iwae_k > 1 and (args.beta != [1.0] or not args.train_vae):
@@ -265,7 +267,8 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
     # fixed inputs for the images logged every epoch, so epochs can be compared picture by picture
     shown_images = val_split.images[:32]
     shown_codes = torch.randn(64, model.latent_dim, generator=torch.Generator().manual_seed(0)).to(device)
-    config = {k: v for k, v in vars(args).items() if k not in ("train_autoencoder", "train_vae", "resume")}
+    config = {k: v for k, v in vars(args).items() if k not in ("train_autoencoder", "train_vae", "resume")
+              and not (k == "image_size" and v is None)}  # MNIST's configuration as before: no image size
     config["beta"] = getattr(model, "beta", None)
     config["log_dir"] = log_dir  # evaluate.py adds its metrics to this TensorBoard run
     config["training_version"] = TRAINING_VERSION
@@ -376,6 +379,9 @@ def train_one(kind, beta, splits, args, device):
         if args.resume:
             resume_from = unfinished_checkpoint(path, args)
             model_args = resume_from["model_args"]
+            if tuple(model_args.get("image_shape", models.IMAGE_SHAPE)) != tuple(splits["train"].images.shape[1:]):
+                raise UserError(f"{path}: this run trained on images of {model_args.get('image_shape')}; resume it "
+                                f"with the same images and --image_size")
             run_args = argparse.Namespace(**{**vars(args), **{k: v for k, v in resume_from["config"].items()
                                                               if k in RESUMED_SETTINGS + ("max_grad_norm", "precision")}})
         torch.manual_seed(run_args.seed)  # each model starts from the same seed, whatever trained before it
@@ -401,7 +407,8 @@ RECIPE_SETTINGS = tuple(k for k in RESUMED_SETTINGS if k != "seed") + (
 
 def recipe_of(checkpoint):
     """What a checkpoint's run was, apart from its seed: its model and every setting of RECIPE_SETTINGS."""
-    config = checkpoint.get("config") or {}
+    config = {"precision": "fp32", "compile": False} | {k: v for k, v in (checkpoint.get("config") or {}).items()
+                                                        if v is not None}  # older files: their defaults
     return repr((checkpoint["kind"], sorted(checkpoint["model_args"].items()),
                  [(k, config.get(k)) for k in RECIPE_SETTINGS]))
 

@@ -74,8 +74,8 @@ def test_the_split_is_fixed_by_its_seed_disjoint_and_complete(tmp_path):
     assert len(rows) == 200  # every image in exactly one split
     other = data.split_image_set(image_set, seed=1)
     assert not torch.equal(other["test"].images, splits["test"].images)
-    unlabelled = data.split_image_set(data.read_image_set(str(write_folder(tmp_path / "flat", images[:10]))))
-    assert (unlabelled["train"].labels == -1).all() and len(unlabelled["test"]) == 1
+    unlabelled = data.split_image_set(data.read_image_set(str(write_folder(tmp_path / "flat", images[:20]))))
+    assert (unlabelled["train"].labels == -1).all() and len(unlabelled["test"]) == 2
     assert image_set.sha256 == data.read_image_set(str(tmp_path / "set.npz")).sha256
 
 
@@ -120,14 +120,15 @@ def test_bad_npz_files_are_refused_naming_what_is_wrong(tmp_path, arrays, messag
 def test_paths_that_are_no_dataset_are_refused(tmp_path):
     with pytest.raises(data.DataError, match="no such dataset"):
         data.read_image_set(str(tmp_path / "missing"))
-    (tmp_path / "mnist").mkdir()
-    with pytest.raises(data.DataError, match="built-in"):
-        data.dataset_name(str(tmp_path / "mnist"))
+    for name in ("mnist", "Fashion-MNIST"):  # case-blind file systems would mix their files with the built-in ones
+        (tmp_path / name).mkdir()
+        with pytest.raises(data.DataError, match="built-in"):
+            data.dataset_name(str(tmp_path / name))
     (tmp_path / "images.csv").write_text("1,2")
     with pytest.raises(data.DataError, match="nor an .npz"):
         data.read_image_set(str(tmp_path / "images.csv"))
     np.savez(tmp_path / "few.npz", images=np.zeros((5, 8, 8), np.uint8))
-    with pytest.raises(data.DataError, match="at least 10"):
+    with pytest.raises(data.DataError, match="at least 20"):
         data.split_image_set(data.read_image_set(str(tmp_path / "few.npz")))
 
 
@@ -248,7 +249,7 @@ def test_evaluate_trains_a_judge_from_the_labels_or_says_which_measures_it_skips
     evaluate.main(["--dataset", str(tmp_path / "tiles.npz"), "--checkpoint_dir", str(tmp_path / "ck"),
                    "-o", str(tmp_path / "after"), *quick, "--classifier", judge, "--train_classifier"])
     after = json.loads((tmp_path / "after" / "metrics_tiles.json").read_text())
-    assert after["skipped"] == {} and 0 <= after["models"]["tiles_vae"]["prior_samples_confident"] <= 1
+    assert "skipped" not in after and 0 <= after["models"]["tiles_vae"]["prior_samples_confident"] <= 1
     assert after["classifier_test_accuracy"] is not None
     evaluate.main(["--dataset", str(tmp_path / "grey"), "--checkpoint_dir", str(tmp_path / "ck"),
                    "-o", str(tmp_path / "grey_out"), *quick])
@@ -273,3 +274,58 @@ def test_the_digits_example_writes_the_same_images_as_an_npz_and_as_a_folder(tmp
     assert torch.equal(from_npz.images[order], from_folder.images)
     assert torch.equal(from_npz.labels[order], from_folder.labels)
     assert from_npz.images.max() == 1.0 and from_npz.images.min() == 0.0  # grey levels 0-16 spread over 0-1
+
+
+def test_class_names_are_shown_as_written_in_the_legend(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import models
+    from lab.figures import latent_dist_figure
+    names = ["_hidden?", r"$\frac$", "<img src=x onerror=alert(1)>"]
+    model = models.build_model("vae", hidden_dims=[8], image_shape=(1, 8, 6))
+    fig = latent_dist_figure(model, torch.rand(30, 1, 8, 6), torch.arange(30) % 3, names, "class")
+    fig.canvas.draw()  # mathtext would fail on an unescaped \frac here
+    shown = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert shown == ["_hidden?", r"\$\frac\$", "<img src=x onerror=alert(1)>"]  # \$ is how matplotlib prints a $
+
+
+def test_knn_accuracy_counts_classes_beyond_ten():
+    from lab import measures
+    train_codes = torch.arange(12.0).repeat_interleave(5)[:, None] * 10
+    train_labels = torch.arange(12).repeat_interleave(5)
+    assert measures.knn_accuracy(torch.cat([train_codes, torch.zeros(60, 1)], 1), train_labels,
+                                 torch.stack([torch.arange(12.0) * 10, torch.zeros(12)], 1), torch.arange(12)) == 1.0
+
+
+def test_damaged_npz_files_and_sixteen_bit_images(tmp_path):
+    np.savez(tmp_path / "whole.npz", images=np.zeros((30, 8, 8), np.uint8))
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:300])
+    np.save(tmp_path / "one.npy", np.zeros((30, 8, 8), np.uint8))
+    (tmp_path / "one.npy").rename(tmp_path / "single.npz")
+    for name in ("cut.npz", "single.npz"):
+        with pytest.raises(data.DataError, match=f"{name}: cannot be read as an .npz"):
+            data.read_image_set(str(tmp_path / name))
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    for i, level in enumerate([0, 16384, 65535] * 4):
+        Image.fromarray(np.full((6, 6), level, np.uint16)).save(folder / f"{i:02d}.png")
+    image_set = data.read_image_set(str(folder))
+    assert image_set.images.shape == (12, 1, 6, 6)  # grey, not colour
+    assert image_set.images[:3, 0, 0, 0].tolist() == pytest.approx([0, 64 / 255, 1], abs=1e-6)
+
+
+def test_bad_data_leaves_no_folders_and_other_images_of_the_same_shape_are_refused(tmp_path):
+    from conftest import run_script, ROOT
+    np.savez(tmp_path / "bad.npz", images=np.full((30, 8, 8), 3.0, np.float32))
+    result = run_script("train.py", "--train_vae", "--dataset", tmp_path / "bad.npz", "--checkpoint_dir",
+                        tmp_path / "ck", "--logdir", tmp_path / "logs", cwd=ROOT)
+    assert result.returncode == 2 and "[0, 1]" in result.stderr
+    assert not (tmp_path / "ck").exists() and not (tmp_path / "logs").exists()
+    import train
+    np.savez(tmp_path / "one.npz", images=digits(n=30)[0])
+    np.savez(tmp_path / "two.npz", images=digits(n=30, seed=1)[0])
+    train.main(["--train_vae", "--epochs", "1", "--hidden_dims", "8", "--dataset", str(tmp_path / "one.npz"),
+                "--checkpoint_dir", str(tmp_path / "ck"), "--logdir", str(tmp_path / "logs")])
+    result = run_script("explore_latent_space.py", tmp_path / "ck" / "one_vae.pt", "--dataset", tmp_path / "two.npz",
+                        "-o", tmp_path / "out", cwd=ROOT)
+    assert result.returncode == 2 and "SHA-256" in result.stderr and not (tmp_path / "out").exists()
