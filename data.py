@@ -91,7 +91,7 @@ MIN_IMAGES = 20  # a held-out tenth of them is 2 images: a test split to draw a 
 @dataclass
 class ImageSet:
     """A user's dataset, read whole: images N x C x H x W, float32 in [0, 1]; labels N int64 and class names,
-    or None for unlabelled images; sha256 of the files it was read from."""
+    or None for unlabelled images; sha256 of what was read (content_sha256)."""
     name: str
     images: torch.Tensor
     labels: torch.Tensor
@@ -140,10 +140,9 @@ def _read_image_folder(folder, image_size):
     files = flat or [f for name in sub_folders for f in _image_files(os.path.join(folder, name))]
     if not files:
         raise DataError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it or in its sub-folders")
-    digest, pictures = hashlib.sha256(), []
+    pictures = []
     for path in files:
         content = _read(path)
-        digest.update(os.path.relpath(path, folder).encode() + b"\0" + _sha256_of(content).encode())
         try:
             with Image.open(io.BytesIO(content)) as picture:
                 picture.load()  # decodes the whole file: a truncated one fails here, not later
@@ -163,11 +162,22 @@ def _read_image_folder(folder, image_size):
     if sub_folders:
         classes = sub_folders
         labels = torch.tensor([sub_folders.index(os.path.basename(os.path.dirname(f))) for f in files])
-    return ImageSet(dataset_name(folder), images.contiguous(), labels, classes, digest.hexdigest())
+    images = images.contiguous()
+    return ImageSet(dataset_name(folder), images, labels, classes, content_sha256(images, labels, classes))
 
 
 def _is_grey_mode(mode):
     return mode in ("1", "L", "LA", "I", "F", "P") or mode.startswith("I;16")
+
+
+def content_sha256(images, labels, classes):
+    """SHA-256 of a dataset's pixels (as read and resized), labels and class names: the same images give the same
+    sum whichever files carry them (PNG or .npz, compressed or not, re-exported)."""
+    digest = hashlib.sha256(repr((tuple(images.shape), classes)).encode())
+    digest.update(images.numpy().tobytes())
+    if labels is not None:
+        digest.update(labels.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _palette_is_colour(picture):
@@ -243,7 +253,7 @@ def _read_npz(path, image_size):
                 raise DataError(f"{path}: `classes` names {len(classes)} classes but `labels` go up to {int(raw.max())}")
     elif "classes" in found:
         raise DataError(f"{path}: has `classes` but no `labels` to go with them")
-    return ImageSet(dataset_name(path), tensor, labels, classes, _sha256_of(content))
+    return ImageSet(dataset_name(path), tensor, labels, classes, content_sha256(tensor, labels, classes))
 
 
 _read_sets = {}  # (path, image size) -> ImageSet: a script reads a user's files once
@@ -262,13 +272,24 @@ def user_image_set(path, image_size=None):
     return _read_sets[key]
 
 
+PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def stored_path(path):
+    """path as a checkpoint keeps it: relative to the project when inside it (a committed checkpoint then finds its
+    images in any clone), else absolute."""
+    path = os.path.abspath(path)
+    inside = os.path.commonpath([path, PROJECT_DIR]) == PROJECT_DIR
+    return os.path.relpath(path, PROJECT_DIR) if inside else path
+
+
 def data_source(dataset, image_size=None):
     """What a checkpoint records about a user's dataset, so that later scripts find and check the same images:
     None for the built-in ones."""
     if dataset in DATASETS:
         return None
     image_set = user_image_set(dataset, image_size)
-    return {"path": os.path.abspath(dataset), "sha256": image_set.sha256, "classes": image_set.classes,
+    return {"path": stored_path(dataset), "sha256": image_set.sha256, "classes": image_set.classes,
             "image_size": list(image_size) if image_size else None, "split_seed": SPLIT_SEED}
 
 
@@ -279,6 +300,8 @@ def dataset_of_model(model, dataset=None):
         return model.dataset
     source = getattr(model, "data_source", None) or {}
     path = dataset if dataset not in (None, *DATASETS) else source.get("path")
+    if path is not None and dataset in (None, *DATASETS):
+        path = os.path.join(PROJECT_DIR, path)  # as stored_path kept it (an absolute path stays as it is)
     if path is None or not os.path.exists(path):
         raise DataError(f"the model was trained on {model.dataset!r}, whose images were at {source.get('path')} and "
                         f"are not there now; give their folder or .npz with --dataset PATH")

@@ -1,4 +1,6 @@
 """A user's own images (--dataset PATH): folders and .npz files read, checked and split."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -72,6 +74,12 @@ def test_the_split_is_fixed_by_its_seed_disjoint_and_complete(tmp_path):
     assert all(torch.equal(splits[s].images, again[s].images) for s in splits)
     rows = {tuple(x.flatten().tolist()) for s in splits.values() for x in s.images}
     assert len(rows) == 200  # every image in exactly one split
+    np.savez_compressed(tmp_path / "packed.npz", images=images, labels=labels)  # other bytes, the same images
+    assert data.read_image_set(str(tmp_path / "packed.npz")).sha256 == image_set.sha256
+    np.savez(tmp_path / "moved.npz", images=images, labels=(labels + 1) % 3)
+    assert data.read_image_set(str(tmp_path / "moved.npz")).sha256 != image_set.sha256
+    inside = os.path.join(data.PROJECT_DIR, "data", "mine.npz")
+    assert data.stored_path(inside) == os.path.join("data", "mine.npz") and data.stored_path(str(tmp_path)) == str(tmp_path)
     other = data.split_image_set(image_set, seed=1)
     assert not torch.equal(other["test"].images, splits["test"].images)
     unlabelled = data.split_image_set(data.read_image_set(str(write_folder(tmp_path / "flat", images[:20]))))
