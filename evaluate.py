@@ -40,7 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--classifier", default=None,
                    help=f"the judge's checkpoint (default: {JUDGE_PATH_HELP})")
     p.add_argument("--train_classifier", action="store_true",
-                   help="train the judge (3 epochs, about a minute on a CPU) and save it to --classifier first")
+                   help="train the judge (3 epochs of MNIST, about a minute on a CPU; as many steps on a smaller dataset) and save it to --classifier first")
     p.add_argument("--split", choices=["test", "val"], default="test",
                    help="score on the 10 000 test images, or on the 5 000 validation images (held out from training; "
                         "for choosing a recipe without looking at the test set): reports get a _val suffix "
