@@ -1,4 +1,5 @@
-"""MNIST (and Fashion-MNIST) as tensors: find the IDX files, verify them, split them, serve batches.
+"""MNIST (and Fashion-MNIST, and a user's own images) as tensors: find the files, verify them, split them,
+serve batches.
 
 MNIST's four IDX files ship gzip'd in data/MNIST/raw/ so that nothing is downloaded at run time.
 Fashion-MNIST comes from Debian's package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist/),
@@ -11,9 +12,14 @@ Each split is kept as one float tensor on the training device; a training step t
 batch by indexing it with a shuffled slice of indices. That removes the per-sample
 PIL -> ToTensor -> collate path of the usual DataLoader, which dominates the cost of
 training a model this small.
+
+A user's own images (`--dataset PATH`) are a folder of image files, flat or with one sub-folder per class,
+or an .npz file with `images` and optional `labels` and `classes` (read_image_set). They are read whole,
+checked, and split into train / validation / test by a fixed seed (split_image_set).
 """
 import gzip
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 
@@ -75,10 +81,275 @@ class DataError(Exception):
     """A missing, truncated or corrupted data file; the message names the file and the fix."""
 
 
+# ---- a user's own images ----
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+HELD_OUT_SHARE = 0.1  # of a user's images, for validation and again for test (MNIST holds out 5 000 and 10 000 of 70 000)
+MIN_IMAGES = 20  # a held-out tenth of them is 2 images: a test split to draw a line between
+
+
+@dataclass
+class ImageSet:
+    """A user's dataset, read whole: images N x C x H x W, float32 in [0, 1]; labels N int64 and class names,
+    or None for unlabelled images; sha256 of what was read (content_sha256)."""
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list
+    sha256: str
+
+
+def dataset_name(path):
+    """The name a dataset at path goes by (checkpoints, figures, reports): the folder's or file's stem."""
+    stem = os.path.splitext(os.path.basename(os.path.abspath(path)))[0]
+    if stem.casefold() in {name.casefold() for name in DATASETS}:  # case-blind file systems would mix their files
+        raise DataError(f"{path}: its name {stem!r} is a built-in dataset's; rename the folder or file")
+    if not stem or stem.startswith("."):
+        raise DataError(f"{path}: its name {stem!r} would make hidden files; rename the folder or file")
+    return stem
+
+
+def read_image_set(path, image_size=None):
+    """The images at path (a folder, or an .npz file), all of one size: their own, or image_size (H, W) to
+    which each is resized."""
+    if os.path.isdir(path):
+        return _read_image_folder(path, image_size)
+    if os.path.isfile(path):
+        if not path.endswith(".npz"):
+            raise DataError(f"{path}: not a folder of images nor an .npz file")
+        return _read_npz(path, image_size)
+    raise DataError(f"{path}: no such dataset (the built-in ones: {', '.join(sorted(DATASETS))}) nor folder or file")
+
+
+def _image_files(folder):
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder)
+                  if n.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(os.path.join(folder, n)))
+
+
+def _read_image_folder(folder, image_size):
+    """Flat: every image file in folder, unlabelled. With sub-folders: one class per sub-folder holding images,
+    named after it (sorted), the images in it labelled so."""
+    import numpy as np
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    sub_folders = sorted(n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n))
+                         and _image_files(os.path.join(folder, n)))
+    flat = _image_files(folder)
+    if flat and sub_folders:
+        raise DataError(f"{folder}: holds image files and sub-folders of images; put every image in a class "
+                        f"sub-folder, or all of them in the folder itself (unlabelled)")
+    files = flat or [f for name in sub_folders for f in _image_files(os.path.join(folder, name))]
+    if not files:
+        raise DataError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it or in its sub-folders")
+    pictures = []
+    for path in files:
+        content = _read(path)
+        try:
+            with Image.open(io.BytesIO(content)) as picture:
+                picture.load()  # decodes the whole file: a truncated one fails here, not later
+                pictures.append(ImageOps.exif_transpose(picture))  # as a viewer shows it (camera orientation)
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise DataError(f"{path}: cannot be read as an image ({str(e).splitlines()[0][:120] or type(e).__name__})") from None
+    colour = any(not _is_grey_mode(p.mode) or (p.mode == "P" and _palette_is_colour(p)) for p in pictures)
+    if image_size is None:
+        sizes = {p.size for p in pictures}
+        if len(sizes) > 1:
+            (w1, h1), (w2, h2) = sorted(sizes)[:2]
+            raise DataError(f"{folder}: images of {len(sizes)} sizes (e.g. {h1}x{w1} and {h2}x{w2}); "
+                            f"resize them to one with --image_size H W")
+    arrays = [_as_array(p, "RGB" if colour else "L", image_size) for p in pictures]
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255)
+    labels, classes = None, None
+    if sub_folders:
+        classes = sub_folders
+        labels = torch.tensor([sub_folders.index(os.path.basename(os.path.dirname(f))) for f in files])
+    images = images.contiguous()
+    return ImageSet(dataset_name(folder), images, labels, classes, content_sha256(images, labels, classes))
+
+
+def _is_grey_mode(mode):
+    return mode in ("1", "L", "LA", "I", "F", "P") or mode.startswith("I;16")
+
+
+def content_sha256(images, labels, classes):
+    """SHA-256 of a dataset's pixels (as read and resized), labels and class names: the same images give the same
+    sum whichever files carry them (PNG or .npz, compressed or not, re-exported)."""
+    digest = hashlib.sha256(repr((tuple(images.shape), classes)).encode())
+    digest.update(images.numpy().tobytes())
+    if labels is not None:
+        digest.update(labels.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _palette_is_colour(picture):
+    rgb = picture.convert("RGB")
+    r, g, b = rgb.split()
+    return r.tobytes() != g.tobytes() or g.tobytes() != b.tobytes()
+
+
+def _as_array(picture, mode, image_size):
+    """picture as an H x W x C uint8 array in mode (L or RGB), resized to image_size (H, W) if given."""
+    import numpy as np
+    from PIL import Image
+    if picture.mode == "I" or picture.mode.startswith("I;16"):  # 16-bit greys: 0-65535 onto 0-255
+        values = np.asarray(picture, dtype=np.float64)
+        picture = Image.fromarray((values.clip(0, 65535) * (255 / 65535)).round().astype(np.uint8))
+    elif picture.mode == "F":  # float greys: taken as 0-1
+        values = np.asarray(picture, dtype=np.float64)
+        picture = Image.fromarray((values.clip(0, 1) * 255).round().astype(np.uint8))
+    picture = picture.convert(mode)
+    if image_size is not None and picture.size != (image_size[1], image_size[0]):
+        picture = picture.resize((image_size[1], image_size[0]), Image.Resampling.LANCZOS)
+    array = np.asarray(picture, dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _read_npz(path, image_size):
+    """images: N x H x W or N x H x W x C (C = 1 or 3), uint8 0-255 or float 0-1; labels: N non-negative ints;
+    classes: their names (default: the label numbers)."""
+    import numpy as np
+    import zipfile
+    content = _read(path)
+    try:
+        arrays = np.load(io.BytesIO(content), allow_pickle=False)
+        if not isinstance(arrays, np.lib.npyio.NpzFile):
+            raise ValueError("it holds one array, not named arrays")
+        with arrays:
+            found = {k: arrays[k] for k in arrays.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: cannot be read as an .npz file ({str(e).splitlines()[0][:120]})") from None
+    if "images" not in found:
+        raise DataError(f"{path}: has no array `images` (it has: {', '.join(sorted(found)) or 'none'})")
+    images = found["images"]
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or 0 in images.shape:
+        raise DataError(f"{path}: `images` has shape {images.shape}; expected N x H x W or N x H x W x C with C = 1 or 3")
+    if images.dtype == np.uint8:
+        tensor = torch.from_numpy(images.copy()).float().div_(255)
+    elif np.issubdtype(images.dtype, np.floating):
+        if not np.isfinite(images).all():
+            raise DataError(f"{path}: `images` holds NaN or infinite values")
+        if images.min() < 0 or images.max() > 1:
+            raise DataError(f"{path}: float `images` must lie in [0, 1]; these reach "
+                            f"[{images.min():.4g}, {images.max():.4g}] (uint8 images may use 0-255)")
+        tensor = torch.from_numpy(images.astype(np.float32))
+    else:
+        raise DataError(f"{path}: `images` is {images.dtype}; expected uint8 (0-255) or float (0-1)")
+    tensor = tensor.permute(0, 3, 1, 2).contiguous()
+    if image_size is not None and tuple(tensor.shape[2:]) != tuple(image_size):
+        tensor = torch.nn.functional.interpolate(tensor, size=tuple(image_size), mode="bilinear",
+                                                 antialias=True, align_corners=False).clamp_(0, 1)
+    labels, classes = None, None
+    if "labels" in found:
+        raw = found["labels"]
+        if raw.ndim != 1 or len(raw) != len(tensor) or not np.issubdtype(raw.dtype, np.integer) or (raw < 0).any():
+            raise DataError(f"{path}: `labels` must be {len(tensor)} non-negative integers, one per image "
+                            f"(it has shape {raw.shape}, {raw.dtype})")
+        labels = torch.from_numpy(raw.astype(np.int64))
+        classes = [str(c) for c in range(int(raw.max()) + 1)]
+        if "classes" in found:
+            classes = [str(c) for c in found["classes"].reshape(-1).tolist()]
+            if len(classes) <= int(raw.max()):
+                raise DataError(f"{path}: `classes` names {len(classes)} classes but `labels` go up to {int(raw.max())}")
+    elif "classes" in found:
+        raise DataError(f"{path}: has `classes` but no `labels` to go with them")
+    return ImageSet(dataset_name(path), tensor, labels, classes, content_sha256(tensor, labels, classes))
+
+
+_read_sets = {}  # (path, image size) -> ImageSet: a script reads a user's files once
+
+
+def dataset_key(dataset):
+    """The name of a dataset given as a built-in name or a PATH to a user's images."""
+    return dataset if dataset in DATASETS else dataset_name(dataset)
+
+
+def user_image_set(path, image_size=None):
+    """read_image_set, once per process for each path and size."""
+    key = (os.path.abspath(path), tuple(image_size) if image_size else None)
+    if key not in _read_sets:
+        _read_sets[key] = read_image_set(path, image_size)
+    return _read_sets[key]
+
+
+PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def stored_path(path):
+    """path as a checkpoint keeps it: relative to the project when inside it (a committed checkpoint then finds its
+    images in any clone), else absolute."""
+    path = os.path.abspath(path)
+    inside = os.path.commonpath([path, PROJECT_DIR]) == PROJECT_DIR
+    return os.path.relpath(path, PROJECT_DIR) if inside else path
+
+
+def data_source(dataset, image_size=None):
+    """What a checkpoint records about a user's dataset, so that later scripts find and check the same images:
+    None for the built-in ones."""
+    if dataset in DATASETS:
+        return None
+    image_set = user_image_set(dataset, image_size)
+    return {"path": stored_path(dataset), "sha256": image_set.sha256, "classes": image_set.classes,
+            "image_size": list(image_size) if image_size else None, "split_seed": SPLIT_SEED}
+
+
+def dataset_of_model(model, dataset=None):
+    """The --dataset value that loads the images model was trained on: its built-in name; for a user's images the
+    PATH given (dataset), else where the checkpoint says they were. The shapes must agree."""
+    if model.dataset in DATASETS:
+        return model.dataset
+    source = getattr(model, "data_source", None) or {}
+    path = dataset if dataset not in (None, *DATASETS) else source.get("path")
+    if path is not None and dataset in (None, *DATASETS):
+        path = os.path.join(PROJECT_DIR, path)  # as stored_path kept it (an absolute path stays as it is)
+    if path is None or not os.path.exists(path):
+        raise DataError(f"the model was trained on {model.dataset!r}, whose images were at {source.get('path')} and "
+                        f"are not there now; give their folder or .npz with --dataset PATH")
+    image_set = user_image_set(path, source.get("image_size"))
+    if tuple(image_set.images.shape[1:]) != tuple(model.image_shape):
+        c, h, w = image_set.images.shape[1:]
+        mc, mh, mw = model.image_shape
+        raise DataError(f"{path}: images of {c} x {h} x {w} (channels x height x width), but the model was trained on "
+                        f"{mc} x {mh} x {mw} images ({model.dataset!r})")
+    if source.get("sha256") not in (None, image_set.sha256):
+        # other files would be split otherwise: test images could be ones the model trained on
+        raise DataError(f"{path}: not the images the model was trained on (their SHA-256 differs from the one its "
+                        f"checkpoint recorded); give the same images, or retrain on these")
+    return path
+
+
+def load_dataset_of(model, data_dir="data", device="cpu", dataset=None):
+    """load_dataset of the images model was trained on (dataset_of_model), resized as they were for training."""
+    image_size = (getattr(model, "data_source", None) or {}).get("image_size")
+    return load_dataset(dataset_of_model(model, dataset), data_dir, device, image_size=image_size)
+
+
+def class_names(model):
+    """The class names of the data model was trained on, or None for unlabelled images."""
+    if model.dataset in DATASETS:
+        return DATASETS[model.dataset].classes
+    return (getattr(model, "data_source", None) or {}).get("classes")
+
+
+def split_image_set(image_set, device="cpu", seed=SPLIT_SEED, max_train_images=None):
+    """{"train", "val", "test"} Splits of a user's images: a share HELD_OUT_SHARE each for validation and
+    test, drawn by seed, the rest for training. Unlabelled images get label -1."""
+    n = len(image_set.images)
+    if n < MIN_IMAGES:
+        raise DataError(f"{image_set.name}: {n} images; at least {MIN_IMAGES} are needed (to train, validate and test)")
+    held_out = max(1, round(HELD_OUT_SHARE * n))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    parts = {"test": order[:held_out], "val": order[held_out:2 * held_out], "train": order[2 * held_out:]}
+    if max_train_images is not None:
+        parts["train"] = parts["train"][:max_train_images]
+    labels = image_set.labels if image_set.labels is not None else torch.full((n,), -1, dtype=torch.int64)
+    return {name: Split(image_set.images[idx].to(device), labels[idx].to(device)) for name, idx in parts.items()}
+
+
 @dataclass
 class Split:
-    images: torch.Tensor  # N x 1 x 28 x 28, float32 in [0, 1]
-    labels: torch.Tensor  # N, int64
+    images: torch.Tensor  # N x C x H x W, float32 in [0, 1] (1 x 28 x 28 for the built-in datasets)
+    labels: torch.Tensor  # N, int64 (-1: unlabelled)
     # dynamic binarisation: every batch is a fresh 0/1 sample with `images` as the pixel probabilities
     # (drawn from torch's global generator, so a resumed run draws the same samples)
     binarize_batches: bool = False
@@ -202,8 +473,10 @@ def prepare_dataset(data_dir, dataset="mnist"):
             write_atomically(path, content)
 
 
-def load_dataset(dataset="mnist", data_dir="data", device="cpu", max_train_images=None):
+def load_dataset(dataset="mnist", data_dir="data", device="cpu", max_train_images=None, image_size=None):
     """Return {"train", "val", "test"} Splits of the dataset on `device`.
+
+    dataset: a built-in name, or the PATH of a user's images (read_image_set; image_size (H, W) resizes them).
 
     train: 55 000 images and val: 5 000 images, a fixed random split of the training file;
     test: the 10 000 test images. max_train_images keeps only the first n training images
@@ -212,6 +485,8 @@ def load_dataset(dataset="mnist", data_dir="data", device="cpu", max_train_image
     binarisation); validation and test are binarised once, with a fixed seed, so that every model is
     scored on the same 0/1 images.
     """
+    if dataset not in DATASETS:
+        return split_image_set(user_image_set(dataset, image_size), device, max_train_images=max_train_images)
     files = {name: _parse_idx(content) for name, content in read_dataset_files(data_dir, dataset).items()}
     train_images, train_labels = files["train-images-idx3-ubyte"], files["train-labels-idx1-ubyte"]
 

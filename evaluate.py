@@ -30,14 +30,17 @@ def parse_args(argv=None):
                     f"classifier ({JUDGE_PATH_HELP}); --train_classifier (re)trains it first.")
     cli.add_checkpoint_arguments(p)
     p.add_argument("-o", "--output_dir", default="readme", help="where metrics.json and metrics.md go (default: %(default)s)")
-    p.add_argument("--dataset", choices=sorted(data.DATASETS), default="mnist",
+    p.add_argument("--dataset", type=cli.dataset_argument, default="mnist",
+                   metavar="{mnist,binarized-mnist,fashion-mnist,PATH}",
                    help="evaluate the checkpoints of --checkpoint_dir trained on this dataset (stored in each file); "
                         "results go to metrics.json/.md for mnist, metrics_<dataset>.json/.md otherwise; "
-                        "binarized-mnist is judged by the mnist classifier (default: %(default)s)")
+                        "binarized-mnist is judged by the mnist classifier. For your own images, " + cli.DATASET_HELP +
+                        "; their sample measures need a judge, which --train_classifier trains from their labels "
+                        "(default: %(default)s)")
     p.add_argument("--classifier", default=None,
                    help=f"the judge's checkpoint (default: {JUDGE_PATH_HELP})")
     p.add_argument("--train_classifier", action="store_true",
-                   help="train the judge (3 epochs, about a minute on a CPU) and save it to --classifier first")
+                   help="train the judge (3 epochs of MNIST, about a minute on a CPU; as many steps on a smaller dataset) and save it to --classifier first")
     p.add_argument("--split", choices=["test", "val"], default="test",
                    help="score on the 10 000 test images, or on the 5 000 validation images (held out from training; "
                         "for choosing a recipe without looking at the test set): reports get a _val suffix "
@@ -72,10 +75,20 @@ def main(argv=None):
             raise UserError(f"the checkpoints given were trained on {' and '.join(sorted(datasets))}; "
                             f"evaluate one dataset at a time")
         dataset = datasets.pop()
-        judge_dataset = data.DATASETS[dataset].judge or dataset  # binarized-mnist: the MNIST judge
+        built_in = dataset in data.DATASETS
+        judge_dataset = (built_in and data.DATASETS[dataset].judge) or dataset  # binarized-mnist: the MNIST judge
         args.classifier = args.classifier or judges.judge_path(dataset)
+        if len({str((m.data_source or {}).get("image_size")) for m in loaded.values()}) > 1:
+            raise UserError("the checkpoints given were trained at different --image_size; evaluate one size at a time")
+        for model in loaded.values():  # every model's shape and images checked before anything is written
+            data.dataset_of_model(model, args.dataset)
+        splits = data.load_dataset_of(next(iter(loaded.values())), args.data_dir, device, args.dataset)
+        if args.train_classifier and (splits["train"].labels < 0).any():
+            raise UserError("--train_classifier: the judge learns from labelled images and these have no labels "
+                            "(give one sub-folder per class, or `labels` in the .npz)")
+        if args.train_classifier and min(splits["train"].images.shape[2:]) < 4:
+            raise UserError("--train_classifier: images smaller than 4 x 4 are too small for the judge")
         writable_dir(args.output_dir)
-        splits = data.load_dataset(dataset, args.data_dir, device)
         if args.train_classifier:
             writable_dir(os.path.dirname(args.classifier) or ".")
             judge_splits = splits if judge_dataset == dataset else data.load_dataset(judge_dataset, args.data_dir, device)
@@ -83,7 +96,21 @@ def main(argv=None):
             accuracy = judges.accuracy(judge, judge_splits["test"])
             models.save_checkpoint(args.classifier, judge, test_accuracy=accuracy)
             print(f"classifier test accuracy {100 * accuracy:.2f}% -> {args.classifier}")
-        judge = judges.load_judge(args.classifier, map_location=device)
+        skipped = {}
+        if built_in or os.path.exists(args.classifier):
+            judge = judges.load_judge(args.classifier, map_location=device)
+            judged_shape = tuple(judge.model_args.get("image_shape", models.IMAGE_SHAPE))
+            if judged_shape != tuple(splits["test"].images.shape[1:]) or \
+                    (splits["test"].labels >= 0).all() and judge.model_args["num_classes"] <= int(splits["test"].labels.max()):
+                raise UserError(f"{args.classifier}: a judge of other images ({' x '.join(map(str, judged_shape))}, "
+                                f"{judge.model_args['num_classes']} classes); retrain it with --train_classifier")
+        else:  # a user's images without a judge: the measures that need one are left out, and the report says why
+            judge = None
+            skipped["judged samples (confident share, class entropy, grid)"] = (
+                f"no judge at {args.classifier}: " + ("train one with --train_classifier" if (splits["train"].labels >= 0).all()
+                                                      else "the images have no labels to train one from"))
+        if (splits["test"].labels < 0).any():
+            skipped["5-NN class accuracy"] = "the images have no labels"
         results, recipes, seeds = {}, {}, {}
         for path, model in loaded.items():
             t = time.perf_counter()
@@ -98,7 +125,8 @@ def main(argv=None):
         command = cli.command_line("evaluate.py", argv)
         report = {"provenance": provenance(command, time.perf_counter() - started, 1, device),
                   "dataset": dataset, "split": args.split,
-                  "classifier_test_accuracy": judges.accuracy(judge, splits["test"]),
+                  "classifier_test_accuracy": judges.accuracy(judge, splits["test"]) if judge else None,
+                  **({"skipped": skipped} if skipped else {}),
                   "models": results, "all_black_baseline": baseline,
                   # checkpoints of one recipe trained from different seeds: their mean and spread
                   "across_seeds": [across_seeds({n: results[n] for n in names}, seeds) for names in recipes.values()
@@ -107,10 +135,12 @@ def main(argv=None):
         for summary in report["across_seeds"]:
             table += "\n" + reports.seed_summary_table(summary, args.iwae_k)
         stem = ("metrics" if dataset == "mnist" else f"metrics_{dataset}") + ("_val" if args.split == "val" else "")
+        judged = (f"classifier judging the samples: {100 * report['classifier_test_accuracy']:.2f}% test accuracy"
+                  if judge else "no classifier judges the samples")
+        table += "".join(f"\nNot measured: {what}, as {why}.\n" for what, why in skipped.items())
         write_atomically(os.path.join(args.output_dir, f"{stem}.json"), strict_json(report))
         write_atomically(os.path.join(args.output_dir, f"{stem}.md"),
-                         f"{dataset} {args.split} set, {reports.provenance_line(report['provenance'])}; classifier "
-                         f"judging the samples: {100 * report['classifier_test_accuracy']:.2f}% test accuracy.\n\n{table}")
+                         f"{dataset} {args.split} set, {reports.provenance_line(report['provenance'])}; {judged}.\n\n{table}")
         print(table)
     print(f"metrics written to {args.output_dir}/{stem}.json and {stem}.md in {time.perf_counter() - started:.1f}s")
 

@@ -19,8 +19,20 @@ from lab import cli
 from lab.explorer_page import explorer_html, explorer_pair, explorer_screenshot
 from lab.figures import (interpolation_figure, latent_dist_figure, latent_space_figure, model_title,
                          outputs_figure, sample_from_norm_figure, save_atomically, side_by_side)
-from lab.files import write_atomically, writable_dir
+from lab.files import UserError, write_atomically, writable_dir
 from models import encode_in_batches
+
+
+def data_key(model):
+    return model.dataset, str((model.data_source or {}).get("image_size"))
+
+
+def check_explorer_pair(pair):
+    """The browser page stores each code's class in one byte."""
+    model = next(iter(pair.values()))
+    if len(data.class_names(model) or []) > 255:
+        raise UserError(f"--html: the browser page colours 255 classes at most; {model.dataset} has "
+                        f"{len(data.class_names(model))}")
 
 
 def figures_for(model, test, args):
@@ -30,7 +42,8 @@ def figures_for(model, test, args):
     figures = {
         "outputs": outputs_figure(model, shown),
         "latent_dist": latent_dist_figure(model, test.images[:args.num_points], test.labels[:args.num_points],
-                                          data.DATASETS[model.dataset].classes, data.DATASETS[model.dataset].noun),
+                                          data.class_names(model), data.DATASETS[model.dataset].noun
+                                          if model.dataset in data.DATASETS else "class"),
         "sample_from_norm": sample_from_norm_figure(model, seed=args.seed),
     }
     if model.latent_dim == 2:
@@ -53,11 +66,13 @@ def parse_args(argv=None):
                     "autoencoder.pt, 'vae' for vae.pt, else the checkpoint's file stem.")
     cli.add_checkpoint_arguments(p)
     p.add_argument("-o", "--output_dir", default="readme", help="where figures go (default: %(default)s)")
-    p.add_argument("--dataset", choices=sorted(data.DATASETS), default="mnist",
+    p.add_argument("--dataset", type=cli.dataset_argument, default="mnist",
+                   metavar="{mnist,binarized-mnist,fashion-mnist,PATH}",
                    help="which checkpoints of --checkpoint_dir to draw: those trained on this dataset (stored in each "
                         "file); checkpoints named on the command line are drawn whatever their dataset. Figures of "
-                        "models of other datasets than mnist are named <figure>_<dataset>_auto.png etc. "
-                        "(default: %(default)s)")
+                        "models of other datasets than mnist are named <figure>_<dataset>_auto.png etc. For your "
+                        "own images, " + cli.DATASET_HELP + "; without it, a checkpoint's images are read from where "
+                        "they were when it was trained (default: %(default)s)")
     p.add_argument("--seed", type=cli.non_negative_int, default=0,
                    help="seed of the N(0, I) samples; the same seed gives the same pixels (default: %(default)s)")
     p.add_argument("--grid_range", type=cli.positive_float, default=1.5,
@@ -83,18 +98,22 @@ def main(argv=None):
     with cli.errors_as_one_line():
         device = cli.resolve_device(args)
         loaded = cli.load_selected_checkpoints(args, device)
+        test_sets = {}  # by dataset and image size (one folder can train models at several --image_size)
+        for model in loaded.values():  # every model's images found and checked before anything is written
+            if data_key(model) not in test_sets:
+                test_sets[data_key(model)] = data.load_dataset_of(model, args.data_dir, device, args.dataset)["test"]
+        if args.html:
+            pair = explorer_pair(loaded)
+            check_explorer_pair(pair)
         writable_dir(args.output_dir)
-        test_sets = {}
         figures_by_model = {}
         for path, model in loaded.items():
-            if model.dataset not in test_sets:
-                test_sets[model.dataset] = data.load_dataset(model.dataset, args.data_dir, device)["test"]
             name = cli.output_name(path, model.dataset)
             print(f"{path}: {model_title(model)}, latent_dim {model.latent_dim}, {model.dataset}")
-            figures_by_model[name] = figures_for(model, test_sets[model.dataset], args)
+            figures_by_model[name] = figures_for(model, test_sets[data_key(model)], args)
             for figure_name, fig in figures_by_model[name].items():
                 save_atomically(os.path.join(args.output_dir, f"{figure_name}_{name}.png"), fig)
-        for dataset in test_sets:
+        for dataset in dict.fromkeys(model.dataset for model in loaded.values()):
             auto, vae = (figures_by_model.get(cli.dataset_prefix(dataset) + n) for n in ("auto", "vae"))
             if auto and vae:
                 suffix = "" if dataset == "mnist" else f"_{dataset}"
@@ -102,11 +121,10 @@ def main(argv=None):
                     save_atomically(os.path.join(args.output_dir, f"compare_{figure_name}{suffix}.png"),
                                     side_by_side(auto[figure_name], vae[figure_name]))
         if args.html:
-            pair = explorer_pair(loaded)
-            dataset = next(iter(pair.values())).dataset
-            test = test_sets[dataset]
+            model = next(iter(pair.values()))
+            test = test_sets[data_key(model)]
             write_atomically(os.path.join(args.output_dir, "explorer.html"), explorer_html(
-                {k: m.cpu() for k, m in pair.items()}, test.images.cpu(), test.labels.cpu(), data.DATASETS[dataset].classes))
+                {k: m.cpu() for k, m in pair.items()}, test.images.cpu(), test.labels.cpu(), data.class_names(model) or []))
             if not explorer_screenshot(os.path.join(args.output_dir, "explorer.html"),
                                        os.path.join(args.output_dir, "explorer.png")):
                 print("no chromium here: explorer.png (the page's screenshot) not refreshed")

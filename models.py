@@ -3,8 +3,9 @@
 Both share one interface, so training, plotting and metrics never branch on the kind except
 where the maths differs:
 
-    model.encode(x)   images B x 1 x 28 x 28 in [0, 1] -> codes B x latent_dim (the VAE: the mean)
-    model.decode(z)   codes -> pixel probabilities B x 1 x 28 x 28
+    model.encode(x)   images B x C x H x W in [0, 1] -> codes B x latent_dim (the VAE: the mean)
+    model.decode(z)   codes -> pixel probabilities B x C x H x W
+                      (C x H x W: model.image_shape, 1 x 28 x 28 for the MNIST family)
     model.loss(x)     dict of named loss terms, each in nats per image, averaged over the batch
     model.kind        "autoencoder" or "vae"
 
@@ -20,8 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-IMAGE_SHAPE = (1, 28, 28)
-IMAGE_PIXELS = 28 * 28
+IMAGE_SHAPE = (1, 28, 28)  # the MNIST family's; a model of other images stores its own in model_args
 CHECKPOINT_FORMAT_VERSION = 1
 
 ACTIVATIONS = {
@@ -55,12 +55,16 @@ def bernoulli_cross_entropy(logits, x):
 class AutoEncoder(nn.Module):
     kind = "autoencoder"
 
-    def __init__(self, hidden_dims=(256, 256, 256), latent_dim=2, activation="gelu"):
+    def __init__(self, hidden_dims=(256, 256, 256), latent_dim=2, activation="gelu", image_shape=IMAGE_SHAPE):
         super().__init__()
         self.model_args = dict(hidden_dims=list(hidden_dims), latent_dim=latent_dim, activation=activation)
+        if tuple(image_shape) != IMAGE_SHAPE:  # stored only when needed: MNIST checkpoints stay as every version reads them
+            self.model_args["image_shape"] = list(image_shape)
         self.latent_dim = latent_dim
-        self.encoder = mlp([IMAGE_PIXELS, *hidden_dims, self.encoder_outputs()], activation)
-        self.decoder = mlp([latent_dim, *reversed(hidden_dims), IMAGE_PIXELS], activation)
+        self.image_shape = tuple(image_shape)
+        pixels = math.prod(self.image_shape)  # every channel of every pixel: one Bernoulli output each
+        self.encoder = mlp([pixels, *hidden_dims, self.encoder_outputs()], activation)
+        self.decoder = mlp([latent_dim, *reversed(hidden_dims), pixels], activation)
 
     def encoder_outputs(self):
         return self.latent_dim
@@ -72,7 +76,7 @@ class AutoEncoder(nn.Module):
         return self.decoder(z)
 
     def decode(self, z):
-        return torch.sigmoid(self.decode_logits(z)).view(-1, *IMAGE_SHAPE)
+        return torch.sigmoid(self.decode_logits(z)).view(-1, *self.image_shape)
 
     def reconstruct(self, x):
         """Deterministic reconstruction (pixel probabilities): decode the code of x."""
@@ -101,8 +105,9 @@ class VAE(AutoEncoder):
     """
     kind = "vae"
 
-    def __init__(self, hidden_dims=(256, 256, 256), latent_dim=2, activation="gelu", beta=1.0, iwae_k=1):
-        super().__init__(hidden_dims, latent_dim, activation)
+    def __init__(self, hidden_dims=(256, 256, 256), latent_dim=2, activation="gelu", beta=1.0, iwae_k=1,
+                 image_shape=IMAGE_SHAPE):
+        super().__init__(hidden_dims, latent_dim, activation, image_shape)
         if iwae_k > 1 and beta != 1:
             raise ValueError("the importance-weighted objective (iwae_k > 1) is defined for beta = 1 only")
         self.model_args["beta"] = beta
@@ -269,4 +274,5 @@ def load_checkpoint(path, map_location="cpu"):
         raise CheckpointError(f"{path}: weights do not fit a {checkpoint['kind']} model "
                               f"with {checkpoint['model_args']} ({first_line[:200]})") from None
     model.dataset = checkpoint.get("dataset", "mnist")  # what it was trained on (a file without the key: MNIST)
+    model.data_source = checkpoint.get("data_source")  # a user's images: where they were, their SHA-256, classes
     return model.to(map_location).eval()

@@ -26,9 +26,9 @@ def main(argv=None):
             device = cli.resolve_device(args)
             if args.threads:
                 torch.set_num_threads(args.threads)
-            writable_dir(args.checkpoint_dir)
+            splits = data.load_dataset(args.dataset, args.data_dir, device, args.max_train_images, args.image_size)
+            writable_dir(args.checkpoint_dir)  # after the data: bad data leaves no folders behind
             writable_dir(args.logdir)
-            splits = data.load_dataset(args.dataset, args.data_dir, device, args.max_train_images)
             started = time.perf_counter()
             for kind, beta in ([("autoencoder", None)] if args.train_autoencoder else []) + \
                               ([("vae", b) for b in args.beta] if args.train_vae else []):

@@ -20,13 +20,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def train(precision, seed, epochs, folder):
-    """(test -ELBO in nats, training seconds) of one run."""
+    """(test -ELBO in nats, training seconds) of one run, read from train.py's summary lines."""
     result = subprocess.run([sys.executable, "train.py", "--train_vae", "--precision", precision, "--seed", str(seed),
                              "--epochs", str(epochs), "--checkpoint_dir", os.path.join(folder, f"{precision}{seed}"),
                              "--logdir", os.path.join(folder, "logs")], cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"error: train.py --precision {precision} --seed {seed} failed: {result.stderr.strip()[-300:]}")
-    loss = float(re.search(r"test\s+loss ([0-9.]+)", result.stdout).group(1))
+    loss = float(re.search(r" test .*-ELBO ([0-9.]+)", result.stdout).group(1))  # "vae test  objective .., -ELBO .."
     seconds = float(re.search(r"done in ([0-9.]+)s", result.stdout).group(1))
     return loss, seconds
 

@@ -303,7 +303,7 @@ def main():
           f"{2 * n / our_seconds:,.0f} | {original_seconds / our_seconds:.1f}× |")
     if args.peer_pairs:
         print(f"\n| the default VAE (784-256-256-256-2, GELU, batch 256, Adam), {args.threads} thread(s) | "
-              f"s per epoch, min of {args.peer_pairs} | median | min, ours ahead by |")
+              f"s per epoch, min of {len(peer['ours'])} | median | min, ours ahead by |")
         print("|---|---|---|---|")
         ours = sorted(peer["ours"])
         print(f"| ours, train.py's loop | {ours[0]:.2f} | {ours[len(ours) // 2]:.2f} | |")

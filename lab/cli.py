@@ -89,6 +89,21 @@ def say_once(message):
         print(message, file=sys.stderr)
 
 
+def dataset_argument(text):
+    """--dataset: a built-in dataset's name, or the path of a folder of images or an .npz file (read later)."""
+    if text in data.DATASETS:
+        return text
+    if os.path.exists(text):
+        return os.path.abspath(text)  # stored in checkpoints: --resume and later scripts may run elsewhere
+    raise argparse.ArgumentTypeError(f"{text!r} is neither a built-in dataset ({', '.join(sorted(data.DATASETS))}) "
+                                     f"nor an existing folder of images or .npz file")
+
+
+DATASET_HELP = ("PATH: a folder of images (flat, or one sub-folder per class) or an .npz file with `images` "
+                "(N x H x W or N x H x W x C, uint8 or float in [0, 1]) and optional `labels` and `classes`; "
+                "named after the folder or file (docs/own-images.md)")
+
+
 def add_checkpoint_arguments(parser):
     """The arguments of every script that reads trained models: which checkpoints, and the data."""
     parser.add_argument("checkpoints", nargs="*", help="checkpoint files (default: every *.pt in --checkpoint_dir)")
@@ -129,9 +144,10 @@ def load_selected_checkpoints(args, device="cpu"):
     """{path: model} for the checkpoints named, else those of --dataset in --checkpoint_dir (all checked first)."""
     loaded = {path: models.load_checkpoint(path, map_location=device) for path in checkpoint_paths(args)}
     if not args.checkpoints:
-        loaded = {path: model for path, model in loaded.items() if model.dataset == args.dataset}
+        name = data.dataset_key(args.dataset)
+        loaded = {path: model for path, model in loaded.items() if model.dataset == name}
         if not loaded:
-            raise UserError(f"no {args.dataset} checkpoints in {args.checkpoint_dir}/; train some with "
+            raise UserError(f"no {name} checkpoints in {args.checkpoint_dir}/; train some with "
                             f"`python train.py --train_autoencoder --train_vae --dataset {args.dataset}`")
     return loaded
 

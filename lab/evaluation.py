@@ -23,7 +23,8 @@ def encode_splits(model, splits, split="test"):
 
 @torch.no_grad()
 def evaluate_model(model, splits, judge, args=DEFAULTS, codes=None):
-    """Every measure of one trained AE or VAE, as a flat dict (codes: encode_splits' result, if at hand).
+    """Every measure of one trained AE or VAE, as a flat dict (codes: encode_splits' result, if at hand;
+    judge None: without the measures of judged samples).
 
     objective: what training minimised (the AutoEncoder's cross-entropy; the VAE's recon + beta * KL, or its
     IWAE bound); recon: the reconstruction cross-entropy at the code the model gives an image (the VAE's
@@ -45,8 +46,11 @@ def evaluate_model(model, splits, judge, args=DEFAULTS, codes=None):
                                             quadrature=getattr(args, "quadrature", False))
         result |= {"neg_elbo": bounds.pop("neg_elbo"), f"iwae_nll_k{args.iwae_k}": bounds.pop("iwae_nll"),
                    "bound_images": n, **bounds}
-    result["knn5_accuracy"] = measures.knn_accuracy(train_codes, splits["train"].labels, test_codes, test.labels, k=5)
+    if (test.labels >= 0).all():  # a user's unlabelled images: no classes to recover
+        result["knn5_accuracy"] = measures.knn_accuracy(train_codes, splits["train"].labels, test_codes, test.labels, k=5)
     result |= measures.prior_match(test_codes, seed=args.seed)
+    if judge is None:  # no judge for these images: the sample measures are left out (evaluate.py says why)
+        return result
 
     prior_codes = samplers.prior_sampler(model.latent_dim, args.seed)(args.num_samples).to(device)
     result |= {f"prior_samples_{k}": v for k, v in judge_samples(judge, model.decode(prior_codes)).items()}

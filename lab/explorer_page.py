@@ -2,12 +2,11 @@
 decodes wherever the pointer goes on the latent planes of an AutoEncoder and a VAE."""
 import os
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from lab.cli import dataset_prefix, output_name
-from lab.figures import model_title
+from lab.figures import class_colours, model_title
 from lab.files import UserError, write_atomically
 from models import encode_in_batches
 
@@ -43,10 +42,12 @@ def explorer_html(pair, images, labels, class_names, num_points=5000):
         low, high = codes.min(0).values.tolist(), codes.max(0).values.tolist()
         entries.append({"id": kind, "title": model_title(model), "activation": model.model_args["activation"],
                         "layers": layers, "codes": _base64(codes.numpy().astype(np.float32)),
-                        "labels": _base64(labels[:num_points].cpu().numpy().astype(np.uint8)),
+                        "labels": _base64(labels[:num_points].clamp_min(0).cpu().numpy().astype(np.uint8)),  # unlabelled (-1): one colour
                         "box": [low[0], high[0], low[1], high[1]]})
-    colours = ["#%02x%02x%02x" % tuple(int(255 * c) for c in plt.get_cmap("tab10")(i)[:3]) for i in range(10)]
-    payload = json.dumps({"classes": list(class_names), "colours": colours, "models": entries}, separators=(",", ":"))
+    colours = ["#%02x%02x%02x" % tuple(int(255 * c) for c in colour[:3]) for colour in class_colours(max(10, len(class_names)))]
+    shape = list(next(iter(pair.values())).image_shape)
+    payload = json.dumps({"classes": list(class_names), "colours": colours, "shape": shape, "models": entries},
+                         separators=(",", ":"))
     with open(EXPLORER_TEMPLATE) as f:
         return f.read().replace("__DATA__", payload.replace("</", "<\\/"))
 

@@ -25,9 +25,16 @@ def model_title(model):
     return title if beta == 1 else f"{title} (β = {beta:g})"
 
 
+def show_grid(ax, grid, **imshow_args):
+    """A make_grid result on ax: grey images (make_grid repeats their one channel) in grey, colour ones in colour."""
+    if grid.shape[0] == 3 and not (torch.equal(grid[0], grid[1]) and torch.equal(grid[1], grid[2])):
+        ax.imshow(grid.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest", **imshow_args)
+    else:
+        ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest", **imshow_args)
+
+
 def show_image_grid(ax, images, nrow, title):
-    grid = data.image_grid(images.cpu(), nrow=nrow, padding=2, pad_value=1)[0]
-    ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    show_grid(ax, data.image_grid(images.cpu(), nrow=nrow, padding=2, pad_value=1))
     ax.set_title(title)
     ax.axis("off")
 
@@ -53,21 +60,40 @@ def project_to_2d(codes):
 
 
 @torch.no_grad()
+def class_colours(n):
+    """n distinguishable colours: tab10's for up to 10 classes (MNIST's figures), tab20's, then a hue circle."""
+    if n <= 10:
+        return [plt.get_cmap("tab10")(i) for i in range(n)]
+    if n <= 20:
+        return [plt.get_cmap("tab20")(i) for i in range(n)]
+    return [plt.get_cmap("hsv")(i / n) for i in range(n)]
+
+
+def as_text(name):
+    """A class name shown as it is: matplotlib would read $...$ as mathematics."""
+    return str(name).replace("$", r"\$")
+
+
+@torch.no_grad()
 def latent_dist_figure(model, images, labels, class_names=data.DATASETS["mnist"].classes, legend_title="digit"):
-    """Test images encoded onto the latent plane, coloured by class."""
+    """Test images encoded onto the latent plane, coloured by class (class_names None: unlabelled, one colour)."""
     codes, projected = project_to_2d(encode_in_batches(model, images).cpu())
     fig, ax = plt.subplots(figsize=(6.4, 6), dpi=DPI)
-    colours = plt.get_cmap("tab10")
-    for label, class_name in enumerate(class_names):
+    if class_names is None:
+        ax.scatter(codes[:, 0], codes[:, 1], s=2, alpha=0.6, color="tab:blue", rasterized=True)
+    handles = []
+    for label, (class_name, colour) in enumerate(zip(class_names or [], class_colours(len(class_names or [])))):
         pts = codes[labels.cpu() == label]
-        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.6, color=colours(label), label=class_name, rasterized=True)
+        handles.append(ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.6, color=colour, rasterized=True))
     ax.set_aspect("equal", adjustable="datalim")
     what = "codes" if model.kind == "autoencoder" else "posterior means"
     ax.set_title(f"{model_title(model)}: {len(codes):,} test {what}"
                  + (f"\n(PCA projection of the {model.latent_dim}-D codes)" if projected else ""))
     ax.set_xlabel("PC 1" if projected else "$z_1$")
     ax.set_ylabel("PC 2" if projected else "$z_2$")
-    ax.legend(title=legend_title, markerscale=5, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    if class_names is not None:  # names given with their handles: matplotlib would drop one starting with "_"
+        ax.legend(handles[:20], [as_text(n) for n in class_names[:20]], title=legend_title, markerscale=5,
+                  loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)  # 20 names at most
     fig.tight_layout()
     return fig
 
@@ -80,11 +106,10 @@ def latent_space_figure(model, grid_range=1.5, grid_size=20, codes=None):
     """
     device = next(model.parameters()).device
     tiles = model.decode(latent_grid(grid_range, grid_size).to(device)).cpu()
-    image = data.image_grid(tiles, nrow=grid_size, padding=0)[0].numpy()
     half_step = grid_range / (grid_size - 1) if grid_size > 1 else grid_range
     extent = [-grid_range - half_step, grid_range + half_step] * 2
     fig, ax = plt.subplots(figsize=(6.4, 6.4), dpi=DPI)
-    ax.imshow(image, cmap="gray", vmin=0, vmax=1, extent=extent, interpolation="nearest")
+    show_grid(ax, data.image_grid(tiles, nrow=grid_size, padding=0), extent=extent)
     if codes is not None:
         ax.scatter(codes[:, 0].cpu(), codes[:, 1].cpu(), s=1, alpha=0.15, color="tab:orange", rasterized=True)
         ax.set_xlim(extent[:2])
@@ -108,18 +133,29 @@ def sample_from_norm_figure(model, n=100, seed=0):
     return fig
 
 
+def interpolation_pairs(labels, digit_pairs=INTERPOLATION_DIGITS):
+    """Pairs of test-image indices to walk between: the first image of each of digit_pairs' classes (MNIST's
+    pairs when every class is there), else of classes 0-1, 2-3, ... present, else (unlabelled) images 0-1, 2-3, ..."""
+    present = sorted(set(labels.cpu().tolist()) - {-1})
+    if not all(c in present for pair in digit_pairs for c in pair):
+        digit_pairs = list(zip(present[0::2], present[1::2]))[:5]
+    if digit_pairs:
+        first = {c: int((labels == c).nonzero()[0, 0]) for pair in digit_pairs for c in pair}
+        return [(first[a], first[b]) for a, b in digit_pairs]
+    return [(i, i + 1) for i in range(0, min(10, len(labels) - 1), 2)]
+
+
 @torch.no_grad()
 def interpolation_figure(model, images, labels, steps=10, digit_pairs=INTERPOLATION_DIGITS):
-    """For pairs of test digits: the decoder along the straight line between their codes."""
+    """For pairs of test images (digits of two classes): the decoder along the straight line between their codes."""
     rows = []
-    for a, b in digit_pairs:
-        x_a = images[(labels == a).nonzero()[0, 0]]
-        x_b = images[(labels == b).nonzero()[0, 0]]
+    for i, j in interpolation_pairs(labels, digit_pairs):
+        x_a, x_b = images[i], images[j]
         z_a, z_b = model.encode(torch.stack([x_a, x_b]))
         t = torch.linspace(0, 1, steps, device=z_a.device).unsqueeze(1)
         path = model.decode((1 - t) * z_a + t * z_b)
         rows.append(torch.cat([x_a[None], path, x_b[None]]))
-    fig, ax = plt.subplots(figsize=(7.5, 0.63 * len(digit_pairs) + 0.9), dpi=DPI)
+    fig, ax = plt.subplots(figsize=(7.5, 0.63 * len(rows) + 0.9), dpi=DPI)
     show_image_grid(ax, torch.cat(rows), steps + 2,
                     f"{model_title(model)}: straight lines in latent space\n"
                     "(first and last column: the two test images; between: decoded)")

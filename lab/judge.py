@@ -5,6 +5,7 @@ It is not a generative model (it has no encode or decode), so it has its own che
 
     python evaluate.py --train_classifier     # trains it -> checkpoints/judges/<dataset>_cnn.pt
 """
+import math
 import os
 
 import torch
@@ -24,25 +25,36 @@ class DigitClassifier(nn.Module):
     after three epochs, which is all a judge of 28x28 samples needs."""
     kind = "classifier"
 
-    def __init__(self, num_classes=10, channels=(32, 64), hidden_dim=128):
+    def __init__(self, num_classes=10, channels=(32, 64), hidden_dim=128, image_shape=models.IMAGE_SHAPE):
         super().__init__()
         self.model_args = dict(num_classes=num_classes, channels=list(channels), hidden_dim=hidden_dim)
         c1, c2 = channels
+        # MNIST's judge as it always was (28 -> 24 -> 12 -> 8 -> 4); other images keep their size through each
+        # convolution (padding 2), so that small ones (8 x 8 digits) still have pixels left after two poolings
+        padding = 0
+        if tuple(image_shape) != models.IMAGE_SHAPE:
+            self.model_args["image_shape"] = list(image_shape)
+            padding = 2
+            if min(image_shape[1:]) < 4:
+                raise UserError(f"images of {image_shape[1]} x {image_shape[2]} are too small for the judge (4 x 4 at least)")
         self.features = nn.Sequential(
-            nn.Conv2d(1, c1, 5), nn.ReLU(), nn.MaxPool2d(2),  # 28 -> 24 -> 12
-            nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),  # 12 -> 8 -> 4
+            nn.Conv2d(image_shape[0], c1, 5, padding=padding), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=padding), nn.ReLU(), nn.MaxPool2d(2),
         )
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c2 * 4 * 4, hidden_dim), nn.ReLU(),
+        with torch.no_grad():
+            flat = self.features(torch.zeros(1, *image_shape)).numel()
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden_dim), nn.ReLU(),
                                   nn.Linear(hidden_dim, num_classes))
 
     def forward(self, x):
-        """Class logits of images B x 1 x 28 x 28 in [0, 1]."""
+        """Class logits of images B x C x H x W in [0, 1] (1 x 28 x 28 for the MNIST family)."""
         return self.head(self.features(x))
 
 
 def judge_path(dataset):
-    """Where the judge of a dataset's models lives (binarised MNIST: the MNIST judge)."""
-    return JUDGE_PATH.format(dataset=data.DATASETS[dataset].judge or dataset)
+    """Where the judge of a dataset's models lives (binarised MNIST: the MNIST judge); dataset: its name."""
+    info = data.DATASETS.get(dataset)
+    return JUDGE_PATH.format(dataset=(info and info.judge) or dataset)
 
 
 def load_judge(path, map_location="cpu"):
@@ -70,10 +82,19 @@ def accuracy(judge, split):
     return correct / len(split)
 
 
-def train_judge(splits, epochs=3, batch_size=128, lr=1e-3, seed=0):
-    """Adam, a few epochs on the 55 000 training images."""
+MNIST_STEPS = 3 * math.ceil(55000 / 128)  # what three epochs of MNIST's training images take
+
+
+def train_judge(splits, epochs=None, batch_size=128, lr=1e-3, seed=0):
+    """Adam, three epochs on MNIST's 55 000 training images; as many steps on a smaller dataset (more epochs)."""
     torch.manual_seed(seed)
-    judge = DigitClassifier().to(splits["train"].images.device)
+    train = splits["train"]
+    epochs = epochs or max(3, math.ceil(MNIST_STEPS / math.ceil(len(train) / batch_size)))
+    if (train.labels < 0).any():
+        raise UserError("the judge learns from labelled images; these have no labels (give one sub-folder per "
+                        "class, or `labels` in the .npz)")
+    judge = DigitClassifier(num_classes=int(train.labels.max()) + 1, image_shape=tuple(train.images.shape[1:]))
+    judge = judge.to(train.images.device)
     optimizer = torch.optim.Adam(judge.parameters(), lr=lr)
     order = torch.Generator().manual_seed(seed)
     for epoch in range(1, epochs + 1):
@@ -84,14 +105,15 @@ def train_judge(splits, epochs=3, batch_size=128, lr=1e-3, seed=0):
             loss.backward()
             optimizer.step()
         judge.eval()
-        print(f"classifier epoch {epoch}/{epochs}  validation accuracy {100 * accuracy(judge, splits['val']):.2f}%",
-              flush=True)
+        if epoch % max(1, epochs // 5) == 0 or epoch == epochs:  # five lines or so, whatever the epochs
+            print(f"classifier epoch {epoch}/{epochs}  validation accuracy {100 * accuracy(judge, splits['val']):.2f}%",
+                  flush=True)
     return judge
 
 
 @torch.no_grad()
 def judge_outputs(judge, images, batch_size=1000):
-    """One pass of the judge over images: (class probabilities N x 10, its last hidden layer N x hidden_dim).
+    """One pass of the judge over images: (class probabilities N x classes, its last hidden layer N x hidden_dim).
 
     Heusel et al. (2017) compute the Fréchet distance in Inception-v3's pool features; for MNIST they
     recommend a network trained on the data itself, and this classifier is ours: its last hidden layer
@@ -107,9 +129,9 @@ def judge_outputs(judge, images, batch_size=1000):
 
 def verdicts(probabilities):
     """Share of images the judge labels with confidence >= CONFIDENT, and the entropy (bits) of the histogram
-    of its predicted classes (log2(10) = 3.32 bits when all ten are equally common)."""
+    of its predicted classes (log2(10) = 3.32 bits when all ten digits are equally common)."""
     confidence, predicted = probabilities.max(1)
-    histogram = torch.bincount(predicted, minlength=10).float() / len(predicted)
+    histogram = torch.bincount(predicted, minlength=probabilities.shape[1]).float() / len(predicted)
     entropy = -(histogram[histogram > 0] * histogram[histogram > 0].log2()).sum().item()
     return {"confident": (confidence >= CONFIDENT).float().mean().item(), "class_entropy_bits": entropy}
 

@@ -218,13 +218,13 @@ def quadrature_nll(model, images, extent=6.0, step=0.02, tile=0.5, coarse_step=0
 
 def knn_accuracy(train_codes, train_labels, test_codes, test_labels, k=5, batch_size=1000):
     """Accuracy of a k-nearest-neighbour vote (Euclidean) in code space, fitted on the training codes."""
-    correct = 0
+    correct, classes = 0, int(max(train_labels.max(), test_labels.max())) + 1
     for i in range(0, len(test_codes), batch_size):
         distances = torch.cdist(test_codes[i:i + batch_size], train_codes)
         neighbours = distances.topk(k, largest=False).indices
-        votes = torch.nn.functional.one_hot(train_labels[neighbours], 10).sum(1)
+        votes = torch.nn.functional.one_hot(train_labels[neighbours], classes).sum(1)
         # ties go to the class of the nearest neighbour among the tied ones: add a fraction for rank
-        tie_break = torch.nn.functional.one_hot(train_labels[neighbours[:, 0]], 10) * 0.5
+        tie_break = torch.nn.functional.one_hot(train_labels[neighbours[:, 0]], classes) * 0.5
         correct += ((votes + tie_break).argmax(1) == test_labels[i:i + batch_size]).sum().item()
     return correct / len(test_codes)
 

@@ -65,12 +65,15 @@ def parse_args(argv=None):
     g.add_argument("--seed", type=cli.non_negative_int, default=0,
                    help="seed of weights, batch order and sampling (default: %(default)s)")
     g = p.add_argument_group("files and hardware")
-    g.add_argument("--dataset", choices=sorted(data.DATASETS), default="mnist",
+    g.add_argument("--dataset", type=cli.dataset_argument, default="mnist", metavar="{mnist,binarized-mnist,fashion-mnist,PATH}",
                    help="mnist (bundled); binarized-mnist (the same images with every pixel sampled to 0 or 1 "
                         "with its grey level as probability: afresh for each training batch, once with a fixed seed "
-                        "for validation and test -- the form papers report likelihoods in); or fashion-mnist (from "
-                        "Debian's dataset-fashion-mnist, else --data_dir, else downloaded). Checkpoints of other "
+                        "for validation and test -- the form papers report likelihoods in); fashion-mnist (from "
+                        "Debian's dataset-fashion-mnist, else --data_dir, else downloaded); or " + cli.DATASET_HELP +
+                        ", split 80/10/10 into train/validation/test by a fixed seed. Checkpoints of other "
                         "datasets than mnist are named <dataset>_<model>.pt (default: %(default)s)")
+    g.add_argument("--image_size", type=cli.positive_int, nargs=2, default=None, metavar=("H", "W"),
+                   help="resize a PATH dataset's images to H x W (needed when their sizes differ; default: as they are)")
     g.add_argument("--data_dir", default="data", help="folder holding <dataset>/raw/ (default: %(default)s)")
     g.add_argument("--checkpoint_dir", default="checkpoints", help="where checkpoints go (default: %(default)s)")
     g.add_argument("--name", default=None,
@@ -95,6 +98,8 @@ def parse_args(argv=None):
     g.add_argument("--max_train_images", type=cli.positive_int, default=None, metavar="N",
                    help="train on the first N training images only, for a quick look (default: all 55 000)")
     args = p.parse_args(argv)
+    if args.image_size and args.dataset in data.DATASETS:
+        p.error(f"--image_size resizes your own images (--dataset PATH); {args.dataset}'s are 28 x 28")
     if not (args.train_autoencoder or args.train_vae):
         p.error("nothing to train: give --train_autoencoder and/or --train_vae")
     if args.iwae_k > 1 and (args.beta != [1.0] or not args.train_vae):
@@ -262,7 +267,8 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
     # fixed inputs for the images logged every epoch, so epochs can be compared picture by picture
     shown_images = val_split.images[:32]
     shown_codes = torch.randn(64, model.latent_dim, generator=torch.Generator().manual_seed(0)).to(device)
-    config = {k: v for k, v in vars(args).items() if k not in ("train_autoencoder", "train_vae", "resume")}
+    config = {k: v for k, v in vars(args).items() if k not in ("train_autoencoder", "train_vae", "resume")
+              and not (k == "image_size" and v is None)}  # MNIST's configuration as before: no image size
     config["beta"] = getattr(model, "beta", None)
     config["log_dir"] = log_dir  # evaluate.py adds its metrics to this TensorBoard run
     config["training_version"] = TRAINING_VERSION
@@ -322,7 +328,7 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
         if epoch == 1:
             moved_to = keep_previous_checkpoint(checkpoint_path)
         models.save_checkpoint(
-            checkpoint_path, model, epoch=epoch, completed=False, dataset=args.dataset, config=config, optimizer_state=optimizer.state_dict(),
+            checkpoint_path, model, epoch=epoch, completed=False, **dataset_entries(args), config=config, optimizer_state=optimizer.state_dict(),
             scheduler_state=scheduler.state_dict(), random_state=random_state(batch_order, device),
             val_metrics=val_metrics, train_seconds=train_seconds)
         last_saved.update(path=checkpoint_path, epoch=epoch)
@@ -336,7 +342,7 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
     # The finished run's checkpoint leaves out the optimizer and schedule state: the schedule has
     # decayed to zero, so there is nothing to resume, and the file shrinks threefold (Adam keeps two
     # numbers per weight), which keeps the committed checkpoints small.
-    models.save_checkpoint(checkpoint_path, model, epoch=args.epochs, completed=True, dataset=args.dataset, config=config,
+    models.save_checkpoint(checkpoint_path, model, epoch=args.epochs, completed=True, **dataset_entries(args), config=config,
                            val_metrics=val_metrics, test_metrics=test_metrics, train_seconds=train_seconds)
     final = {f"final/val_{k}": v for k, v in tagged(val_metrics).items()} | \
         {f"final/test_{k}": v for k, v in tagged(test_metrics).items()}
@@ -348,13 +354,20 @@ def train_model(name, model, splits, args, device, evaluate_test=True, resume_fr
     return test_metrics
 
 
+def dataset_entries(args):
+    """The checkpoint's dataset entries: its name, and for a user's images where they are and their SHA-256."""
+    source = data.data_source(args.dataset, getattr(args, "image_size", None))
+    return {"dataset": data.dataset_key(args.dataset)} | ({"data_source": source} if source else {})
+
+
 def train_one(kind, beta, splits, args, device):
     """Train one model as the command line asks (with args.resume: continue its unfinished run).
 
     Returns the checkpoint's path and the test metrics.
     """
-    name = args.name or run_name(kind, beta, args.dataset)
-    model_args = dict(hidden_dims=args.hidden_dims, latent_dim=args.latent_dim, activation=args.activation)
+    name = args.name or run_name(kind, beta, data.dataset_key(args.dataset))
+    model_args = dict(hidden_dims=args.hidden_dims, latent_dim=args.latent_dim, activation=args.activation,
+                      image_shape=tuple(splits["train"].images.shape[1:]))
     if kind == "vae":
         model_args["beta"] = beta
         if args.iwae_k > 1:
@@ -366,6 +379,9 @@ def train_one(kind, beta, splits, args, device):
         if args.resume:
             resume_from = unfinished_checkpoint(path, args)
             model_args = resume_from["model_args"]
+            if tuple(model_args.get("image_shape", models.IMAGE_SHAPE)) != tuple(splits["train"].images.shape[1:]):
+                raise UserError(f"{path}: this run trained on images of {model_args.get('image_shape')}; resume it "
+                                f"with the same images and --image_size")
             run_args = argparse.Namespace(**{**vars(args), **{k: v for k, v in resume_from["config"].items()
                                                               if k in RESUMED_SETTINGS + ("max_grad_norm", "precision")}})
         torch.manual_seed(run_args.seed)  # each model starts from the same seed, whatever trained before it
@@ -391,7 +407,8 @@ RECIPE_SETTINGS = tuple(k for k in RESUMED_SETTINGS if k != "seed") + (
 
 def recipe_of(checkpoint):
     """What a checkpoint's run was, apart from its seed: its model and every setting of RECIPE_SETTINGS."""
-    config = checkpoint.get("config") or {}
+    config = {"precision": "fp32", "compile": False} | {k: v for k, v in (checkpoint.get("config") or {}).items()
+                                                        if v is not None}  # older files: their defaults
     return repr((checkpoint["kind"], sorted(checkpoint["model_args"].items()),
                  [(k, config.get(k)) for k in RECIPE_SETTINGS]))
 

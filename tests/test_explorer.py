@@ -66,3 +66,24 @@ def test_a_screenshot_of_the_page_shows_the_planes_and_digits(page, tmp_path):
     not_white = (image < 0.9).any(-1).mean()
     colours = len(np.unique((image * 255).astype(np.uint8).reshape(-1, 3), axis=0))
     assert not_white > 0.05 and colours > 100
+
+
+def test_the_page_draws_a_colour_model_of_any_size_and_shows_hostile_class_names_as_text(tmp_path):
+    import train
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "tiles.npz", images=rng.integers(0, 256, (60, 8, 6, 3), dtype=np.uint8),
+             labels=rng.integers(0, 3, 60), classes=np.array(["a", "<img src=x onerror=alert(1)>", "c"]))
+    train.main(["--train_autoencoder", "--train_vae", "--epochs", "1", "--hidden_dims", "8",
+                "--dataset", str(tmp_path / "tiles.npz"), "--checkpoint_dir", str(tmp_path / "ck"),
+                "--logdir", str(tmp_path / "logs")])
+    explore.main(["--dataset", str(tmp_path / "tiles.npz"), "--checkpoint_dir", str(tmp_path / "ck"),
+                  "-o", str(tmp_path / "out"), "--html", "--num_points", "20", "--grid_size", "3"])
+    z = (0.5, -0.25)
+    dom = chromium(tmp_path / "out" / "explorer.html", tmp_path, "--dump-dom", z=z)
+    match = re.search(r'id="decoded-vae"[^>]*data-pixels="([^"]+)"', dom)
+    in_browser = torch.tensor([float(v) for v in match.group(1).split(",")])
+    with torch.no_grad():
+        in_pytorch = models.load_checkpoint(tmp_path / "ck" / "tiles_vae.pt").decode(torch.tensor([z])).flatten()
+    assert len(in_browser) == 3 * 8 * 6 and (in_browser - in_pytorch).abs().max().item() <= 2e-3
+    outside_scripts = re.sub(r"<script.*?</script>", "", dom, flags=re.S)  # the data block holds the name as JSON
+    assert "<img" not in outside_scripts and "&lt;img src=x onerror=alert(1)&gt;" in outside_scripts  # shown as text

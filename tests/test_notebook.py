@@ -40,3 +40,32 @@ def test_notebook_executes_through_the_installed_jupyter(tmp_path):
         low1, high1, low2, high2 = map(float, match.groups())
         spans[name] = max(high1 - low1, high2 - low2)
     assert spans["AutoEncoder"] > 2 * spans["VAE"] > 6
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_your_own_colour_images(tmp_path):
+    import json
+    import numpy as np
+    import train
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "tiles.npz", images=rng.integers(0, 256, (60, 8, 6, 3), dtype=np.uint8))  # unlabelled
+    train.main(["--train_autoencoder", "--train_vae", "--epochs", "1", "--hidden_dims", "8",
+                "--dataset", str(tmp_path / "tiles.npz"), "--checkpoint_dir", str(tmp_path / "ck"),
+                "--logdir", str(tmp_path / "logs")])
+    with open(os.path.join(ROOT, "notebook.ipynb")) as f:
+        notebook = json.load(f)
+    setup = "".join(notebook["cells"][1]["source"])
+    assert 'DATASET = "mnist"' in setup and 'CHECKPOINT_DIR = "checkpoints"' in setup
+    setup = setup.replace('DATASET = "mnist"', f'DATASET = {str(tmp_path / "tiles.npz")!r}').replace(
+        'CHECKPOINT_DIR = "checkpoints"', f'CHECKPOINT_DIR = {str(tmp_path / "ck")!r}')
+    # the kernel starts in the copy's folder: it finds the project's modules and data from the repository
+    setup = setup.replace("import data\n", f"import os, sys\nos.chdir({ROOT!r})\nsys.path.insert(0, {ROOT!r})\nimport data\n")
+    notebook["cells"][1]["source"] = setup
+    (tmp_path / "own.ipynb").write_text(json.dumps(notebook))
+    result = subprocess.run([JUPYTER, "nbconvert", "--to", "notebook", "--execute", str(tmp_path / "own.ipynb"),
+                             "--output-dir", str(tmp_path / "out"), "--ExecutePreprocessor.timeout=120"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    executed = json.loads((tmp_path / "out" / "own.ipynb").read_text())
+    printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    assert "'image_shape': [3, 8, 6]" in printed and "test image 0\n" in printed  # no class to name
