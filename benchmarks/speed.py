@@ -309,7 +309,8 @@ def main():
         print(f"| ours, train.py's loop | {ours[0]:.2f} | {ours[len(ours) // 2]:.2f} | |")
         if peer["pythae"]:
             theirs = sorted(peer["pythae"])
-            print(f"| Pythae {__import__('pythae').__version__} TrainingPipeline | {theirs[0]:.2f} | "
+            from importlib.metadata import version
+            print(f"| Pythae {version('pythae')} TrainingPipeline | {theirs[0]:.2f} | "
                   f"{theirs[len(theirs) // 2]:.2f} | {theirs[0] / ours[0]:.2f}× |")
         else:
             print("| Pythae TrainingPipeline | not installed (see this script's docstring) | | |")
