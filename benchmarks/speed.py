@@ -1,7 +1,7 @@
 """How fast is training, and how close to the hardware? Prints one table.
 
-    python benchmarks/speed.py              # about 3 minutes on a 2-core CPU
-    python benchmarks/speed.py --skip_full_run
+    python benchmarks/speed.py              # about 6 minutes on a 2-core CPU
+    python benchmarks/speed.py --skip_full_run --with_compile    # 4.6 minutes there, with Pythae's row
     python benchmarks/speed.py --use_cuda --with_compile   # on a GPU: eager and compiled default runs
 
 Rows, all measured in this run on this machine:
