@@ -20,8 +20,9 @@ import time
 import matplotlib.pyplot as plt
 
 import data
-from lab import beta_sweep, cli, runner, seed_study, study_reports, training
-from lab.files import strict_json, write_atomically, writable_dir
+import models
+from lab import beta_sweep, cli, judge as judges, runner, seed_study, study_reports, training
+from lab.files import UserError, strict_json, write_atomically, writable_dir
 from lab.provenance import provenance
 
 
@@ -35,8 +36,10 @@ def parse_args(argv=None):
                     "stopped.")
     p.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=None, metavar="S",
                    help="training seeds; seed 0 is the README's default run (default: 0 1 2 3 4; with --quick: 0 1)")
-    p.add_argument("--datasets", nargs="+", choices=sorted(data.DATASETS), default=None,
-                   metavar="D", help="datasets, from " + ", ".join(sorted(data.DATASETS)) + " (default: mnist "
+    p.add_argument("--datasets", nargs="+", type=cli.dataset_argument, default=None,
+                   metavar="D", help="datasets, from " + ", ".join(sorted(data.DATASETS)) + ", or PATH: your own "
+                                     "labelled images (a folder or .npz, docs/own-images.md), whose judge is trained "
+                                     "first if they have none (default: mnist "
                                      "binarized-mnist; fashion-mnist needs Debian's dataset-fashion-mnist or the files "
                                      "in --data_dir)")
     p.add_argument("--checkpoint_dir", default="checkpoints",
@@ -88,6 +91,12 @@ def parse_args(argv=None):
         args.num_samples, args.iwae_k, args.iwae_images = min(args.num_samples, 500), 10, 100
         args.readme = "none"
     args.datasets = args.datasets or (["mnist"] if args.beta_sweep else seed_study.DEFAULT_DATASETS)
+    # runs, files and reports know a dataset by its name; a user's PATH is kept to load it
+    try:
+        args.dataset_specs = {data.dataset_key(d): d for d in args.datasets}
+    except data.DataError as e:
+        p.error(str(e))
+    args.datasets = list(args.dataset_specs)
     args.iwae_images = args.iwae_images or 10000
     if args.beta_sweep and len(args.datasets) > 1:
         p.error("--beta_sweep runs on one dataset: give one --datasets value")
@@ -136,6 +145,24 @@ def sweep_main(args, command, started):
     return study_reports.sweep_reports(sweep, args)
 
 
+def train_missing_judges(args):
+    """Before any run: the judge of each of the user's datasets that has none (the sample claims need one),
+    trained from their labels as `evaluate.py --train_classifier` would."""
+    for name, spec in args.dataset_specs.items():
+        path = judges.judge_path(name)
+        if name in data.DATASETS or os.path.exists(path):
+            continue
+        splits = data.load_dataset(spec, args.data_dir, args.device)
+        if (splits["train"].labels < 0).any():
+            raise UserError(f"{spec}: the study's sample claims need a judge of these images, and a judge learns "
+                            f"from labels, which they have not (docs/own-images.md)")
+        writable_dir(os.path.dirname(path))
+        judge = judges.train_judge(splits)
+        accuracy = judges.accuracy(judge, splits["test"])
+        models.save_checkpoint(path, judge, test_accuracy=accuracy)
+        print(f"{name}: no judge yet; trained one, test accuracy {100 * accuracy:.2f}% -> {path}")
+
+
 def main(argv=None):
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, training.stop_on_sigterm)
@@ -145,6 +172,8 @@ def main(argv=None):
     try:
         with cli.errors_as_one_line():
             args.device = cli.resolve_device(args)
+            if not args.report_only:
+                train_missing_judges(args)
             writable_dir(args.output_dir)
             if args.report_only:
                 written = study_reports.from_json(args)

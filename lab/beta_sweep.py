@@ -7,7 +7,7 @@ import torch
 
 import data
 from lab import measures, samplers
-from lab.runner import RunConfig
+from lab.runner import RunConfig, dataset_spec
 from lab.sample_measures import measure_samples, reference_for
 from lab.seed_statistics import bootstrap_ci95
 from models import encode_in_batches
@@ -25,7 +25,7 @@ def configurations(dataset, seeds, betas):
 
 
 def prepare(dataset, args):
-    return reference_for(dataset, args.data_dir, args.num_samples, args.device)
+    return reference_for(dataset, args.data_dir, args.num_samples, args.device, dataset_spec(dataset, args))
 
 
 @torch.no_grad()

@@ -44,10 +44,15 @@ class RunConfig:
         return f"{self.dataset}-{training.run_name(self.kind, self.beta, 'mnist')}-seed{self.seed}"
 
 
+def dataset_spec(dataset, args):
+    """What loads a dataset the study knows by name: the name itself, or a user's PATH (study.py --datasets)."""
+    return getattr(args, "dataset_specs", {}).get(dataset, dataset)
+
+
 def recipe_argv(config, checkpoint_dir, args):
     """train.py's command line for one run: the default recipe; only seed, dataset and beta vary."""
     beta = 1.0 if config.beta is None else config.beta
-    argv = ["--dataset", config.dataset, "--seed", str(config.seed), "--checkpoint_dir", checkpoint_dir,
+    argv = ["--dataset", dataset_spec(config.dataset, args), "--seed", str(config.seed), "--checkpoint_dir", checkpoint_dir,
             "--data_dir", args.data_dir, "--logdir", args.logdir, "--beta", repr(float(beta))]
     return argv + (["--epochs", "1", "--max_train_images", "1000"] if args.quick else [])
 
@@ -71,7 +76,10 @@ def checkpoint_state(path, train_args, beta=1.0):
     except models.CheckpointError:
         return "missing"
     config = checkpoint.get("config") or {}
-    same = (checkpoint.get("dataset", "mnist") == train_args.dataset
+    source = checkpoint.get("data_source")
+    if source and source.get("sha256") != data.user_image_set(train_args.dataset).sha256:
+        return "missing"  # a user's images changed since: retrained (training moves the old file aside)
+    same = (checkpoint.get("dataset", "mnist") == data.dataset_key(train_args.dataset)
             and all(config.get(k) == getattr(train_args, k) for k in training.RESUMED_SETTINGS if k != "dataset")
             and config.get("max_train_images") == train_args.max_train_images
             and config.get("precision", "fp32") == train_args.precision
@@ -114,7 +122,8 @@ _splits = {}  # each process loads a dataset once, however many of its runs it g
 def splits_of(dataset, args):
     key = (dataset, args.data_dir, args.quick, str(args.device))
     if key not in _splits:
-        _splits[key] = data.load_dataset(dataset, args.data_dir, args.device, 1000 if args.quick else None)
+        _splits[key] = data.load_dataset(dataset_spec(dataset, args), args.data_dir, args.device,
+                                         1000 if args.quick else None)
     return _splits[key]
 
 

@@ -12,7 +12,7 @@ import torch
 from lab import measures, samplers
 from lab.evaluation import DEFAULTS, encode_splits, evaluate_model
 from lab.judge import judge_samples
-from lab.runner import RunConfig
+from lab.runner import RunConfig, dataset_spec
 from lab.sample_measures import measure_samples, reference_for
 from lab import seed_statistics as stats
 
@@ -65,7 +65,7 @@ def configurations(datasets, seeds):
 
 def prepare(dataset, args):
     """What every run of a dataset is compared with: the judge, the test images' features, the floor."""
-    return reference_for(dataset, args.data_dir, args.num_samples, args.device)
+    return reference_for(dataset, args.data_dir, args.num_samples, args.device, dataset_spec(dataset, args))
 
 
 @torch.no_grad()

@@ -337,3 +337,35 @@ def test_bad_data_leaves_no_folders_and_other_images_of_the_same_shape_are_refus
     result = run_script("explore_latent_space.py", tmp_path / "ck" / "one_vae.pt", "--dataset", tmp_path / "two.npz",
                         "-o", tmp_path / "out", cwd=ROOT)
     assert result.returncode == 2 and "SHA-256" in result.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_the_study_runs_on_your_own_labelled_images_training_their_judge_first(tmp_path, monkeypatch):
+    import json
+    import study
+    from lab.seed_study import CLAIMS
+    images, labels = digits(n=80, colour=True)
+    np.savez(tmp_path / "tiles.npz", images=images, labels=labels, classes=np.array(["a", "b", "c"]))
+    monkeypatch.chdir(tmp_path)  # the judge goes to ./checkpoints/judges/, as evaluate.py --train_classifier puts it
+    study.main(["--quick", "--datasets", str(tmp_path / "tiles.npz"), "--checkpoint_dir", str(tmp_path / "ck"),
+                "-o", str(tmp_path / "out"), "--jobs", "1"])
+    assert (tmp_path / "checkpoints" / "judges" / "tiles_cnn.pt").exists()
+    result = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert result["datasets"] == ["tiles"] and {r["dataset"] for r in result["runs"]} == {"tiles"}
+    assert len(result["runs"]) == 4 and all(r["samplers"]["prior"]["fid"] >= 0 for r in result["runs"])
+    assert {c["claim"] for c in result["comparisons"] if c["primary"]} == {c.text for c in CLAIMS}
+    assert (tmp_path / "ck" / "tiles_vae.pt").exists() and (tmp_path / "ck" / "study" / "tiles-seed1").is_dir()
+    # a rerun reuses every run: nothing stale, nothing retrained
+    before = (tmp_path / "ck" / "tiles_vae.pt").stat().st_mtime_ns
+    study.main(["--quick", "--datasets", str(tmp_path / "tiles.npz"), "--checkpoint_dir", str(tmp_path / "ck"),
+                "-o", str(tmp_path / "out"), "--jobs", "1"])
+    assert (tmp_path / "ck" / "tiles_vae.pt").stat().st_mtime_ns == before
+
+
+def test_the_study_refuses_unlabelled_images_before_training_anything(tmp_path):
+    from conftest import run_script
+    write_folder(tmp_path / "flat", digits(n=30)[0])
+    result = run_script("study.py", "--quick", "--datasets", tmp_path / "flat", "--checkpoint_dir", tmp_path / "ck",
+                        "-o", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "labels" in result.stderr
+    assert not (tmp_path / "ck").exists() and not (tmp_path / "out").exists()
