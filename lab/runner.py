@@ -77,7 +77,8 @@ def checkpoint_state(path, train_args, beta=1.0):
         return "missing"
     config = checkpoint.get("config") or {}
     source = checkpoint.get("data_source")
-    if source and source.get("sha256") != data.user_image_set(train_args.dataset).sha256:
+    if source and (train_args.dataset in data.DATASETS
+                   or source.get("sha256") != data.user_image_set(train_args.dataset).sha256):
         return "missing"  # a user's images changed since: retrained (training moves the old file aside)
     same = (checkpoint.get("dataset", "mnist") == data.dataset_key(train_args.dataset)
             and all(config.get(k) == getattr(train_args, k) for k in training.RESUMED_SETTINGS if k != "dataset")
