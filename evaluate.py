@@ -90,11 +90,8 @@ def main(argv=None):
             raise UserError("--train_classifier: images smaller than 4 x 4 are too small for the judge")
         writable_dir(args.output_dir)
         if args.train_classifier:
-            writable_dir(os.path.dirname(args.classifier) or ".")
             judge_splits = splits if judge_dataset == dataset else data.load_dataset(judge_dataset, args.data_dir, device)
-            judge = judges.train_judge(judge_splits)
-            accuracy = judges.accuracy(judge, judge_splits["test"])
-            models.save_checkpoint(args.classifier, judge, test_accuracy=accuracy)
+            accuracy = judges.train_and_save_judge(judge_splits, args.classifier)
             print(f"classifier test accuracy {100 * accuracy:.2f}% -> {args.classifier}")
         skipped = {}
         if built_in or os.path.exists(args.classifier):

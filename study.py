@@ -20,7 +20,6 @@ import time
 import matplotlib.pyplot as plt
 
 import data
-import models
 from lab import beta_sweep, cli, judge as judges, runner, seed_study, study_reports, training
 from lab.files import UserError, strict_json, write_atomically, writable_dir
 from lab.provenance import provenance
@@ -156,10 +155,7 @@ def train_missing_judges(args):
         if (splits["train"].labels < 0).any():
             raise UserError(f"{spec}: the study's sample claims need a judge of these images, and a judge learns "
                             f"from labels, which they have not (docs/own-images.md)")
-        writable_dir(os.path.dirname(path))
-        judge = judges.train_judge(splits)
-        accuracy = judges.accuracy(judge, splits["test"])
-        models.save_checkpoint(path, judge, test_accuracy=accuracy)
+        accuracy = judges.train_and_save_judge(splits, path)
         print(f"{name}: no judge yet; trained one, test accuracy {100 * accuracy:.2f}% -> {path}")
 
 

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 import data
 import models
-from lab.files import UserError
+from lab.files import UserError, writable_dir
 
 JUDGE_PATH = os.path.join("checkpoints", "judges", "{dataset}_cnn.pt")
 CONFIDENT = 0.9  # a generated image "is a digit" when the judge gives one class at least this probability
@@ -109,6 +109,15 @@ def train_judge(splits, epochs=None, batch_size=128, lr=1e-3, seed=0):
             print(f"classifier epoch {epoch}/{epochs}  validation accuracy {100 * accuracy(judge, splits['val']):.2f}%",
                   flush=True)
     return judge
+
+
+def train_and_save_judge(splits, path):
+    """Train a judge on splits (train_judge) and save it to path with its test accuracy, which it returns."""
+    writable_dir(os.path.dirname(path) or ".")
+    judge = train_judge(splits)
+    test_accuracy = accuracy(judge, splits["test"])
+    models.save_checkpoint(path, judge, test_accuracy=test_accuracy)
+    return test_accuracy
 
 
 @torch.no_grad()
