@@ -307,6 +307,8 @@ def test_quadrature_refuses_posteriors_beyond_its_box_and_widens_it_for_those_wi
         assert measures.quadrature_extent(vae, images) == 6.0  # 1 + 4 sd: the prior's box suffices
         vae.encoder[-1].bias.copy_(torch.tensor([7.5, -1.0, -8.0, -8.0]))  # mu 7.5, sd 0.02
         assert measures.quadrature_extent(vae, images) == 8.0
-        vae.encoder[-1].bias.copy_(torch.tensor([40.0, -1.0, -8.0, -8.0]))  # a beta = 0 VAE's far codes
+        vae.encoder[-1].bias.copy_(torch.tensor([28.7, -1.0, -8.0, -8.0]))  # as far as a best-recipe VAE's outlier
+        assert measures.quadrature_extent(vae, images) == 29.0
+        vae.encoder[-1].bias.copy_(torch.tensor([50.0, -1.0, -8.0, -8.0]))  # a beta = 0 VAE's far codes
         with pytest.raises(measures.OutOfReach, match="beyond the quadrature's box"):
             measures.quadrature_extent(vae, images)
