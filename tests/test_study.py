@@ -436,13 +436,13 @@ def committed_results():
 def test_every_committed_result_is_strict_json_with_its_provenance(path):
     from conftest import ROOT
     text = open(os.path.join(ROOT, path)).read()
-    if "provenance" not in json.loads(text):
-        pytest.skip(f"{path} predates provenance: regenerated once the results issue's code is complete")
 
     def refuse(constant):
         raise ValueError(f"{path}: {constant} is not JSON")
     result = json.loads(text, parse_constant=refuse)
+    assert "provenance" in result, f"{path} does not say how it was made"
     assert {"commit", "dirty", "torch", "cpu", "threads", "jobs", "wall_seconds", "command"} <= set(result["provenance"])
+    assert result["provenance"]["dirty"] is False, f"{path} was made by code with uncommitted changes"
 
 
 @pytest.mark.slow
