@@ -1,6 +1,7 @@
 """How long does the study take to evaluate one run, on all the cores and on one (a `--jobs 2` worker's share)?
 
     python benchmarks/evaluate_run.py             # about 4 minutes on 2 CPU cores
+    python benchmarks/evaluate_run.py --device cuda --threads 16
 
 Times lab/seed_study.py's evaluate_run -- everything the study measures for one run: evaluate.py's measures,
 the VAE's -ELBO, IWAE bound and -log p(x) by quadrature on all 10 000 test images, the grid over its own codes,
@@ -31,18 +32,22 @@ def main():
                    help="thread counts to time, in this order (default: every core, then 1)")
     p.add_argument("--repeats", type=int, default=1, help="timings per model and thread count; the minimum is "
                                                           "printed (default: %(default)s)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps"],
+                   help="where the models and measures run (default: %(default)s)")
     cli = p.parse_args()
     # the study's defaults (study.py: --num_samples 10000, --iwae_k 20, --iwae_images 10000)
     args = Namespace(data_dir=os.path.join(ROOT, "data"), num_samples=10000, iwae_k=20, iwae_images=10000,
-                     device=torch.device("cpu"))
-    splits = data.load_dataset("mnist", args.data_dir)
+                     device=torch.device(cli.device))
+    splits = data.load_dataset("mnist", args.data_dir, args.device)
     reference = seed_study.prepare("mnist", args)
     checkpoints = {"AutoEncoder": "autoencoder.pt", "VAE": "vae.pt"}
-    print(f"evaluate_run on the committed default models, {os.cpu_count()} cores, torch {torch.__version__}")
+    where = torch.cuda.get_device_name() if cli.device == "cuda" else cli.device
+    print(f"evaluate_run on the committed default models, on {where} with {os.cpu_count()} CPU cores, "
+          f"torch {torch.__version__}")
     print("| evaluation of one run | " + " | ".join(f"{t} thread{'s' * (t > 1)}" for t in cli.threads) + " |")
     print("|---|" + "---|" * len(cli.threads))
     for label, name in checkpoints.items():
-        model = models.load_checkpoint(os.path.join(ROOT, "checkpoints", name))
+        model = models.load_checkpoint(os.path.join(ROOT, "checkpoints", name), map_location=args.device)
         cells = []
         for threads in cli.threads:
             torch.set_num_threads(threads)
@@ -50,6 +55,8 @@ def main():
             for _ in range(cli.repeats):
                 started = time.perf_counter()
                 seed_study.evaluate_run(model, splits, reference, args)
+                if args.device.type == "cuda":
+                    torch.cuda.synchronize()
                 times.append(time.perf_counter() - started)
             cells.append(f"{min(times):.1f} s")
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)

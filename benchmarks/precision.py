@@ -2,6 +2,7 @@
 
     python benchmarks/precision.py                   # the default VAE, seeds 0 1, 20 epochs: ~6 minutes on 2 cores
     python benchmarks/precision.py --seeds 0 1 2 --epochs 5
+    python benchmarks/precision.py --device cuda --seeds 0 1 2   # on a GPU, where bf16 is native
 
 Trains the default VAE (train.py's recipe) once per seed with --precision fp32 and once with bf16, the two
 precisions alternating so that a drift of this (shared) machine's speed touches both, and prints per seed the
@@ -19,9 +20,10 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def train(precision, seed, epochs, folder):
+def train(precision, seed, epochs, folder, device):
     """(test -ELBO in nats, training seconds) of one run, read from train.py's summary lines."""
     result = subprocess.run([sys.executable, "train.py", "--train_vae", "--precision", precision, "--seed", str(seed),
+                             "--device", device,
                              "--epochs", str(epochs), "--checkpoint_dir", os.path.join(folder, f"{precision}{seed}"),
                              "--logdir", os.path.join(folder, "logs")], cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
@@ -35,13 +37,15 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--device", default="cpu", help="train.py's --device (default: %(default)s)")
     args = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for i, seed in enumerate(args.seeds):
             order = ("fp32", "bf16") if i % 2 == 0 else ("bf16", "fp32")
-            rows.append((seed, dict((precision, train(precision, seed, args.epochs, folder)) for precision in order)))
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs; default VAE, {args.epochs} epochs\n")
+            rows.append((seed, dict((precision, train(precision, seed, args.epochs, folder, args.device)) for precision in order)))
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPUs"
+    print(f"torch {torch.__version__}, {where}; default VAE, {args.epochs} epochs, --device {args.device}\n")
     print("| seed | test −ELBO fp32, nats | test −ELBO bf16, nats | bf16 − fp32, nats | training s fp32 | training s bf16 |")
     print("|---|---|---|---|---|---|")
     for seed, r in rows:
