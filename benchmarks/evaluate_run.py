@@ -23,7 +23,8 @@ sys.path.insert(0, ROOT)
 
 import data  # noqa: E402
 import models  # noqa: E402
-from lab import seed_study  # noqa: E402
+from lab import cli, seed_study  # noqa: E402
+from lab.files import UserError  # noqa: E402
 
 
 def main():
@@ -32,31 +33,36 @@ def main():
                    help="thread counts to time, in this order (default: every core, then 1)")
     p.add_argument("--repeats", type=int, default=1, help="timings per model and thread count; the minimum is "
                                                           "printed (default: %(default)s)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps"],
-                   help="where the models and measures run (default: %(default)s)")
-    cli = p.parse_args()
+    cli.add_device_arguments(p)
+    options = p.parse_args()
+    try:
+        device = cli.resolve_device(options)
+    except UserError as e:
+        p.exit(2, f"error: {e}\n")
     # the study's defaults (study.py: --num_samples 10000, --iwae_k 20, --iwae_images 10000)
     args = Namespace(data_dir=os.path.join(ROOT, "data"), num_samples=10000, iwae_k=20, iwae_images=10000,
-                     device=torch.device(cli.device))
+                     device=device)
     splits = data.load_dataset("mnist", args.data_dir, args.device)
     reference = seed_study.prepare("mnist", args)
     checkpoints = {"AutoEncoder": "autoencoder.pt", "VAE": "vae.pt"}
-    where = torch.cuda.get_device_name() if cli.device == "cuda" else cli.device
+    where = torch.cuda.get_device_name() if device.type == "cuda" else device.type
     print(f"evaluate_run on the committed default models, on {where} with {os.cpu_count()} CPU cores, "
           f"torch {torch.__version__}")
-    print("| evaluation of one run | " + " | ".join(f"{t} thread{'s' * (t > 1)}" for t in cli.threads) + " |")
-    print("|---|" + "---|" * len(cli.threads))
+    print("| evaluation of one run | " + " | ".join(f"{t} thread{'s' * (t > 1)}" for t in options.threads) + " |")
+    print("|---|" + "---|" * len(options.threads))
     for label, name in checkpoints.items():
         model = models.load_checkpoint(os.path.join(ROOT, "checkpoints", name), map_location=args.device)
         cells = []
-        for threads in cli.threads:
+        for threads in options.threads:
             torch.set_num_threads(threads)
             times = []
-            for _ in range(cli.repeats):
+            for _ in range(options.repeats):
                 started = time.perf_counter()
                 seed_study.evaluate_run(model, splits, reference, args)
-                if args.device.type == "cuda":
+                if device.type == "cuda":  # the GPU's work is asynchronous: wait for it before reading the clock
                     torch.cuda.synchronize()
+                elif device.type == "mps":
+                    torch.mps.synchronize()
                 times.append(time.perf_counter() - started)
             cells.append(f"{min(times):.1f} s")
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)

@@ -37,20 +37,22 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--device", default="cpu", help="train.py's --device (default: %(default)s)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="train.py's --device (default: %(default)s)")
     args = p.parse_args()
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPUs"
+    print(f"torch {torch.__version__}, {where}; default VAE, {args.epochs} epochs, --device {args.device}\n")
+    print("| seed | test −ELBO fp32, nats | test −ELBO bf16, nats | bf16 − fp32, nats | training s fp32 | training s bf16 |")
+    print("|---|---|---|---|---|---|", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for i, seed in enumerate(args.seeds):
             order = ("fp32", "bf16") if i % 2 == 0 else ("bf16", "fp32")
-            rows.append((seed, dict((precision, train(precision, seed, args.epochs, folder, args.device)) for precision in order)))
-    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPUs"
-    print(f"torch {torch.__version__}, {where}; default VAE, {args.epochs} epochs, --device {args.device}\n")
-    print("| seed | test −ELBO fp32, nats | test −ELBO bf16, nats | bf16 − fp32, nats | training s fp32 | training s bf16 |")
-    print("|---|---|---|---|---|---|")
-    for seed, r in rows:
-        print(f"| {seed} | {r['fp32'][0]:.2f} | {r['bf16'][0]:.2f} | {r['bf16'][0] - r['fp32'][0]:+.2f} | "
-              f"{r['fp32'][1]:.1f} | {r['bf16'][1]:.1f} |")
+            r = {precision: train(precision, seed, args.epochs, folder, args.device) for precision in order}
+            rows.append((seed, r))
+            # a row as soon as its seed is done: a run stopped by a time limit keeps what it measured
+            print(f"| {seed} | {r['fp32'][0]:.2f} | {r['bf16'][0]:.2f} | {r['bf16'][0] - r['fp32'][0]:+.2f} | "
+                  f"{r['fp32'][1]:.1f} | {r['bf16'][1]:.1f} |", flush=True)
     n = len(rows)
     cost = sum(r["bf16"][0] - r["fp32"][0] for _, r in rows) / n
     speed = sum(r["fp32"][1] for _, r in rows) / sum(r["bf16"][1] for _, r in rows)
