@@ -200,13 +200,15 @@ def quadrature_nll(model, images, extent=6.0, step=0.02, tile=0.5, coarse_step=0
     device, x = images.device, images.flatten(1)
     coarse = _tile_points(extent, tile, coarse_step, device)  # tiles x 25 x 2
     tiles, per_coarse_tile = coarse.shape[:2]
-    coarse_flat = coarse.reshape(-1, 2)
     tile_mass = torch.empty(len(x), tiles, device=device)  # log of each tile's share of p(x), coarse
+    # whole tiles at a time, each summed at once: only image_chunk x point_chunk values exist together (holding
+    # every point of a row of images took 8.8 GB on the [-32, 32]² box)
+    tiles_per_chunk = max(1, point_chunk // per_coarse_tile)
     for i in range(0, len(x), image_chunk):
-        columns = [_log_joint(model, x[i:i + image_chunk], coarse_flat[j:j + point_chunk])
-                   for j in range(0, len(coarse_flat), point_chunk)]
-        log_joint = torch.cat(columns, 1).view(-1, tiles, per_coarse_tile)
-        tile_mass[i:i + image_chunk] = torch.logsumexp(log_joint, 2) + 2 * math.log(coarse_step)
+        for j in range(0, tiles, tiles_per_chunk):
+            log_joint = _log_joint(model, x[i:i + image_chunk], coarse[j:j + tiles_per_chunk].reshape(-1, 2))
+            tile_mass[i:i + image_chunk, j:j + tiles_per_chunk] = (
+                torch.logsumexp(log_joint.view(len(log_joint), -1, per_coarse_tile), 2) + 2 * math.log(coarse_step))
     # the tiles that matter to each image, and their neighbours (a peak near a tile's edge spills over)
     side = round(math.sqrt(tiles))
     matters = (tile_mass >= tile_mass.max(1, keepdim=True).values - keep_nats).float().view(-1, 1, side, side)

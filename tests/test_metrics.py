@@ -119,6 +119,9 @@ def test_quadrature_refines_only_where_it_matters_and_agrees_with_the_fine_grid_
     tiled = measures.quadrature_nll(vae, images, extent=4.0, step=0.05)
     everywhere = measures.quadrature_nll(vae, images, extent=4.0, step=0.05, keep_nats=math.inf)
     assert (tiled - everywhere).abs().max() < 1e-3
+    # the coarse pass in other chunks (5 tiles and 40 images at a time, uneven at the end): the same sums
+    chunked = measures.quadrature_nll(vae, images, extent=4.0, step=0.05, image_chunk=40, point_chunk=130)
+    assert torch.allclose(chunked, tiled, rtol=0, atol=1e-4)
     assert not torch.equal(tiled, measures.quadrature_nll(vae, images, extent=4.0, step=0.05, keep_nats=0.0))
     with pytest.raises(ValueError, match="whole number"):
         measures.quadrature_nll(vae, images, step=0.03)
