@@ -25,6 +25,7 @@ import data  # noqa: E402
 import models  # noqa: E402
 from lab import cli, seed_study  # noqa: E402
 from lab.files import UserError  # noqa: E402
+from speed import synchronize  # noqa: E402  (benchmarks/speed.py, beside this file)
 
 
 def main():
@@ -59,10 +60,7 @@ def main():
             for _ in range(options.repeats):
                 started = time.perf_counter()
                 seed_study.evaluate_run(model, splits, reference, args)
-                if device.type == "cuda":  # the GPU's work is asynchronous: wait for it before reading the clock
-                    torch.cuda.synchronize()
-                elif device.type == "mps":
-                    torch.mps.synchronize()
+                synchronize(device)
                 times.append(time.perf_counter() - started)
             cells.append(f"{min(times):.1f} s")
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)

@@ -18,6 +18,10 @@ import tempfile
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from lab.cli import resolve_device  # noqa: E402
+from lab.files import UserError  # noqa: E402
 
 
 def train(precision, seed, epochs, folder, device):
@@ -40,8 +44,13 @@ def main():
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="train.py's --device (default: %(default)s)")
     args = p.parse_args()
-    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPUs"
-    print(f"torch {torch.__version__}, {where}; default VAE, {args.epochs} epochs, --device {args.device}\n")
+    # what train.py's --device will pick (auto: CUDA, then MPS, then the CPU), to say where the timings come from
+    try:
+        device = resolve_device(argparse.Namespace(device=args.device, use_cuda=False))
+    except UserError as e:
+        p.exit(2, f"error: {e}\n")
+    where = torch.cuda.get_device_name() if device.type == "cuda" else device.type
+    print(f"torch {torch.__version__}, {where} with {os.cpu_count()} CPU cores; default VAE, {args.epochs} epochs\n")
     print("| seed | test −ELBO fp32, nats | test −ELBO bf16, nats | bf16 − fp32, nats | training s fp32 | training s bf16 |")
     print("|---|---|---|---|---|---|", flush=True)
     rows = []

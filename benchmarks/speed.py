@@ -168,8 +168,11 @@ def pythae_vae_seconds(data_dir, device, epochs):
 
 
 def synchronize(device):
+    """A GPU's work is asynchronous: wait for it before reading the clock."""
     if device.type == "cuda":
         torch.cuda.synchronize()
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def milliseconds(run, device, repeats=100, warmup=20):
