@@ -102,3 +102,50 @@ def across_seeds(results, seeds):
             mean, ci = mean_ci95(values)
             summary["measures"][key] = {"mean": mean, "ci95": list(ci), "values": values}
     return summary
+
+
+# ---- two independent samples (the confirmatory study: studies/confirmatory.toml) ----
+
+def welch_t_test_p(a, b):
+    """Two-sided p of Welch's t test that two independent samples (one model's seeds, the other's) have the
+    same mean; it does not assume equal variances, which the pilot rules out (the AutoEncoder's reconstruction
+    spreads ten times as much over seeds as the VAE's)."""
+    from scipy import stats
+    if len(a) < 2 or len(b) < 2:
+        return 1.0
+    if standard_error(a) == 0 and standard_error(b) == 0:
+        return 1.0 if sum(a) / len(a) == sum(b) / len(b) else 0.0
+    return float(stats.ttest_ind(b, a, equal_var=False).pvalue)
+
+
+def welch_power(difference, sd_a, sd_b, n_a, n_b, alpha):
+    """Power of the two-sided Welch t test at level alpha when the true mean difference is `difference` and the
+    two samples' standard deviations are sd_a and sd_b: the noncentral t with the Welch-Satterthwaite degrees of
+    freedom (the approximation G*Power and statsmodels use; tests/test_plan.py checks it by simulation)."""
+    from scipy import stats
+    var_a, var_b = sd_a ** 2 / n_a, sd_b ** 2 / n_b
+    se = math.sqrt(var_a + var_b)
+    df = (var_a + var_b) ** 2 / (var_a ** 2 / (n_a - 1) + var_b ** 2 / (n_b - 1))
+    critical, shift = stats.t.ppf(1 - alpha / 2, df), abs(difference) / se
+    power = float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift))
+    return 1.0 if math.isnan(power) else power  # scipy's noncentral t gives nan only far out, where power is 1
+
+
+def n_for_power(difference, sd_a, sd_b, alpha, power=0.8, most=10000):
+    """The smallest n per model (equal n) at which the two-sided Welch test at level alpha detects a true
+    difference of `difference` with at least `power`; None if not within `most`."""
+    for n in range(2, most + 1):
+        if welch_power(difference, sd_a, sd_b, n, n, alpha) >= power:
+            return n
+    return None
+
+
+def minimum_detectable_difference(sd_a, sd_b, n_a, n_b, alpha, power=0.8):
+    """The smallest true difference the two-sided Welch test at level alpha detects with `power` at these n and
+    standard deviations (the 'mde80' a comparison stores beside "not shown")."""
+    from scipy import optimize
+    if n_a < 2 or n_b < 2 or sd_a + sd_b == 0:
+        return math.nan
+    scale = math.sqrt(sd_a ** 2 / n_a + sd_b ** 2 / n_b)
+    return float(optimize.brentq(lambda d: welch_power(d, sd_a, sd_b, n_a, n_b, alpha) - power,
+                                 1e-9 * scale, 50 * scale))
