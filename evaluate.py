@@ -8,11 +8,13 @@ All numbers are on the 10 000 test images (losses in nats per image). Each measu
 lab/measures.py, lab/judge.py or lab/sample_measures.py; lab/evaluation.py lists which this report holds.
 """
 import os
+import sys
 import time
 
 import data
 import models
-from lab import cli, judge as judges, measures, reports, training
+from lab import cli, config, judge as judges, measures, reports, training
+from lab.config import EvalConfig
 from lab.evaluation import evaluate_model
 from lab.files import UserError, strict_json, write_atomically, writable_dir
 from lab.provenance import provenance
@@ -41,27 +43,14 @@ def parse_args(argv=None):
                    help=f"the judge's checkpoint (default: {JUDGE_PATH_HELP})")
     p.add_argument("--train_classifier", action="store_true",
                    help="train the judge (3 epochs of MNIST, about a minute on a CPU; as many steps on a smaller dataset) and save it to --classifier first")
-    p.add_argument("--split", choices=["test", "val"], default="test",
-                   help="score on the 10 000 test images, or on the 5 000 validation images (held out from training; "
-                        "for choosing a recipe without looking at the test set): reports get a _val suffix "
-                        "(default: %(default)s)")
-    p.add_argument("--iwae_k", type=cli.positive_int, default=1000,
-                   help="draws per image for the VAE's -ELBO and IWAE bound, the same draws for both "
-                        "(default: %(default)s)")
-    p.add_argument("--iwae_images", type=cli.positive_int, default=10000,
-                   help="test images for the -ELBO, the IWAE bound and the quadrature (all on the same images); "
-                        "fewer for a quick run (default: all %(default)s)")
-    p.add_argument("--quadrature", action="store_true",
-                   help="also compute the 2-D VAE's -log p(x) itself, by integrating over the latent plane (a "
-                        "0.02-step grid on [-6, 6]², widened up to [-32, 32]² for posteriors reaching further, refined "
-                        "only where each image's likelihood lies; about 20 s for 10 000 images on 2 CPU cores); the -ELBO and IWAE numbers are upper bounds on it")
-    p.add_argument("--num_samples", type=cli.positive_int, default=10000,
-                   help="N(0, I) codes decoded and judged per model (default: %(default)s)")
-    p.add_argument("--grid_range", type=cli.positive_float, default=1.5, help="latent grid on [-R, R]² (default: %(default)s)")
-    p.add_argument("--grid_size", type=cli.positive_int, default=20, help="grid points per side (default: %(default)s)")
-    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of every sample drawn (default: %(default)s)")
+    config.add_flags(p, EvalConfig, ["split"])
+    config.add_flags(p, EvalConfig, ["iwae_draws", "iwae_images", "quadrature", "num_samples", "grid_range",
+                                     "grid_size", "sample_seed"])
     cli.add_device_arguments(p)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for old, new in config.deprecated_spellings(argv if argv is not None else sys.argv[1:], EvalConfig):
+        print(f"note: {old} is deprecated; its name is now {new}", file=sys.stderr)
+    return args
 
 
 def main(argv=None):
@@ -77,7 +66,8 @@ def main(argv=None):
         dataset = datasets.pop()
         built_in = dataset in data.DATASETS
         judge_dataset = (built_in and data.DATASETS[dataset].judge) or dataset  # binarized-mnist: the MNIST judge
-        args.classifier = args.classifier or judges.judge_path(dataset)
+        args.classifier = args.classifier or judges.judge_path(dataset, args.checkpoint_dir)
+        evaluation = config.from_args(EvalConfig, args)
         if len({str((m.data_source or {}).get("image_size")) for m in loaded.values()}) > 1:
             raise UserError("the checkpoints given were trained at different --image_size; evaluate one size at a time")
         for model in loaded.values():  # every model's shape and images checked before anything is written
@@ -112,7 +102,7 @@ def main(argv=None):
         for path, model in loaded.items():
             t = time.perf_counter()
             name = cli.output_name(path, dataset)
-            results[name] = evaluate_model(model, splits, judge, args)
+            results[name] = evaluate_model(model, splits, judge, evaluation)
             checkpoint = models.read_checkpoint(path)
             recipes.setdefault(training.recipe_of(checkpoint), []).append(name)
             seeds[name] = (checkpoint.get("config") or {}).get("seed")
@@ -128,9 +118,9 @@ def main(argv=None):
                   # checkpoints of one recipe trained from different seeds: their mean and spread
                   "across_seeds": [across_seeds({n: results[n] for n in names}, seeds) for names in recipes.values()
                                    if len({seeds[n] for n in names}) == len(names) > 1]}
-        table = reports.markdown_table(results, baseline, args.iwae_k, dataset, args.split)
+        table = reports.markdown_table(results, baseline, args.iwae_draws, dataset, args.split)
         for summary in report["across_seeds"]:
-            table += "\n" + reports.seed_summary_table(summary, args.iwae_k)
+            table += "\n" + reports.seed_summary_table(summary, args.iwae_draws)
         stem = ("metrics" if dataset == "mnist" else f"metrics_{dataset}") + ("_val" if args.split == "val" else "")
         judged = (f"classifier judging the samples: {100 * report['classifier_test_accuracy']:.2f}% test accuracy"
                   if judge else "no classifier judges the samples")

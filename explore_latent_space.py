@@ -37,14 +37,14 @@ def check_explorer_pair(pair):
 
 def figures_for(model, test, args):
     """{figure name: Figure} for one model: the original project's four figures and the interpolation."""
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.sample_seed)
     shown = test.images[:32]
     figures = {
         "outputs": outputs_figure(model, shown),
         "latent_dist": latent_dist_figure(model, test.images[:args.num_points], test.labels[:args.num_points],
                                           data.class_names(model), data.DATASETS[model.dataset].noun
                                           if model.dataset in data.DATASETS else "class"),
-        "sample_from_norm": sample_from_norm_figure(model, seed=args.seed),
+        "sample_from_norm": sample_from_norm_figure(model, seed=args.sample_seed),
     }
     if model.latent_dim == 2:
         codes = encode_in_batches(model, test.images[:args.num_points]) if args.overlay_codes else None
@@ -73,8 +73,9 @@ def parse_args(argv=None):
                         "models of other datasets than mnist are named <figure>_<dataset>_auto.png etc. For your "
                         "own images, " + cli.DATASET_HELP + "; without it, a checkpoint's images are read from where "
                         "they were when it was trained (default: %(default)s)")
-    p.add_argument("--seed", type=cli.non_negative_int, default=0,
-                   help="seed of the N(0, I) samples; the same seed gives the same pixels (default: %(default)s)")
+    p.add_argument("--sample_seed", "--seed", type=cli.non_negative_int, default=0, dest="sample_seed",
+                   help="seed of the N(0, I) samples; the same seed gives the same pixels (default: %(default)s; "
+                        "--seed is its old spelling)")
     p.add_argument("--grid_range", type=cli.positive_float, default=1.5,
                    help="the latent grid spans [-R, R] on both axes (default: %(default)s)")
     p.add_argument("--grid_size", type=cli.positive_int, default=20,

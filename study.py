@@ -20,7 +20,8 @@ import time
 import matplotlib.pyplot as plt
 
 import data
-from lab import beta_sweep, cli, judge as judges, runner, seed_study, study_reports, training
+from lab import beta_sweep, cli, config, judge as judges, runner, seed_study, study_reports, training
+from lab.config import EvalConfig, StudyConfig
 from lab.files import UserError, strict_json, write_atomically, writable_dir
 from lab.provenance import provenance
 
@@ -58,15 +59,8 @@ def parse_args(argv=None):
     p.add_argument("--report_only", action="store_true",
                    help="train and evaluate nothing: redraw the reports, figures and Markdown tables from "
                         "<output_dir>/study.json (beta_sweep.json with --beta_sweep) as they are")
-    p.add_argument("--num_samples", type=cli.positive_int, default=10000,
-                   help="decoded samples per model and sampler, and test images they are compared with (default: %(default)s)")
-    p.add_argument("--iwae_k", type=cli.positive_int, default=20,
-                   help="draws per image for the VAE's -ELBO and IWAE bound (the same draws), a cross-check of its "
-                        "-log p(x), which for 2-D VAEs is computed exactly by quadrature over the latent plane on "
-                        "the same images; 20 costs a few seconds (default: %(default)s)")
-    p.add_argument("--iwae_images", type=cli.positive_int, default=None,
-                   help="test images for -log p(x) by quadrature and the IWAE bound (the β sweep: for every measure), "
-                        "and the -ELBO, so that -ELBO >= IWAE >= -log p(x) compare on the same images (default: all 10 000)")
+    config.add_flags(p, EvalConfig, ["num_samples", "iwae_draws", "iwae_images"],
+                     defaults={"iwae_draws": seed_study.EVALUATION.iwae_draws})
     p.add_argument("--beta_sweep", action="store_true",
                    help="the beta continuum instead: VAEs at each --betas value and the AutoEncoder (--seeds 0 1 2 by "
                         "default) on one dataset (--datasets, default mnist) -> beta_sweep.json/.md, beta_*.png, and "
@@ -77,17 +71,23 @@ def parse_args(argv=None):
                    help="runs trained and evaluated at once, each in its own process with its share of the CPU cores "
                         "(on a GPU: N processes sharing it); an interrupted parallel study resumes like a serial one "
                         "(default: " + str(runner.DEFAULT_JOBS) + ", the faster on a 2-core CPU; see docs/speed.md)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="hand the runs to the Dask cluster whose scheduler listens here instead of this machine's "
+                        "worker processes (--jobs is then the cluster's business); every worker must see --checkpoint_dir "
+                        "and --data_dir at the same paths (docs/cluster.md)")
+    p.add_argument("--threads", type=cli.positive_int, default=None, metavar="T",
+                   help="CPU threads of each run, wherever it runs, so that its numbers do not depend on the worker "
+                        "(default: the CPU cores / --jobs here; 1 on a --scheduler cluster)")
     cli.add_device_arguments(p)
     p.add_argument("--quick", action="store_true",
                    help="a smoke test of the whole pipeline: seeds 0 1, 1 epoch on 1000 training images, 500 samples, "
                         "IWAE with k = 10 on 100 images; needs --checkpoint_dir and --output_dir away from the real ones")
     args = p.parse_args(argv)
-    args.jobs = args.jobs or runner.DEFAULT_JOBS
     if args.quick:
         if os.path.abspath(args.checkpoint_dir) == os.path.abspath("checkpoints") or \
                 os.path.abspath(args.output_dir) == os.path.abspath("readme"):
             p.error("--quick needs its own --checkpoint_dir and --output_dir (it must not touch the real study)")
-        args.num_samples, args.iwae_k, args.iwae_images = min(args.num_samples, 500), 10, 100
+        args.num_samples, args.iwae_draws, args.iwae_images = min(args.num_samples, 500), 10, 100
         args.readme = "none"
     args.datasets = args.datasets or (["mnist"] if args.beta_sweep else seed_study.DEFAULT_DATASETS)
     # runs, files and reports know a dataset by its name; a user's PATH is kept to load it
@@ -96,62 +96,86 @@ def parse_args(argv=None):
     except data.DataError as e:
         p.error(str(e))
     args.datasets = list(args.dataset_specs)
-    args.iwae_images = args.iwae_images or 10000
     if args.beta_sweep and len(args.datasets) > 1:
         p.error("--beta_sweep runs on one dataset: give one --datasets value")
     args.logdir = args.logdir or (os.path.join(args.checkpoint_dir, "logs") if args.quick else os.path.join("logs", "study"))
     args.seeds = sorted(set(args.seeds or ([0, 1] if args.quick else beta_sweep.DEFAULT_SEEDS if args.beta_sweep
                                            else seed_study.DEFAULT_SEEDS)))
+    for old, new in config.deprecated_spellings(argv if argv is not None else sys.argv[1:], EvalConfig):
+        print(f"note: {old} is deprecated; its name is now {new}", file=sys.stderr)
     return args
 
 
-def made_by(configs, args, command, cache_suffix):
+def study_config(args, device, command):
+    """The StudyConfig of the command line: where runs live, how they are evaluated and what runs them."""
+    evaluation = (beta_sweep.EVALUATION if args.beta_sweep else seed_study.EVALUATION)
+    evaluation = config.replace(evaluation, num_samples=args.num_samples, iwae_draws=args.iwae_draws,
+                                iwae_images=args.iwae_images)
+    jobs = args.jobs or runner.DEFAULT_JOBS
+    threads = args.threads or (1 if args.scheduler else None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs))
+    # a cluster's workers may start in another folder: they get absolute paths (on a filesystem they all share)
+    where = os.path.abspath if args.scheduler else (lambda path: path)
+    return StudyConfig(checkpoint_dir=where(args.checkpoint_dir), data_dir=where(args.data_dir),
+                       logdir=where(args.logdir), dataset_specs=tuple(args.dataset_specs.items()), quick=args.quick,
+                       device=str(device), jobs=jobs, threads=threads, scheduler=args.scheduler, command=command,
+                       evaluation=evaluation)
+
+
+def as_given(path, args):
+    """A record's checkpoint path as the command line gave its folder (a cluster's runs get absolute paths)."""
+    if os.path.isabs(args.checkpoint_dir) or not os.path.isabs(path):
+        return path
+    return os.path.relpath(path)
+
+
+def made_by(runs, study, cache_suffix):
     """The result's provenance; its wall time is that of every invocation that trained or evaluated its runs."""
-    return provenance(command, runner.wall_seconds_of(configs, args, cache_suffix), args.jobs, args.device)
+    return provenance(study.command, runner.wall_seconds_of(runs, study, cache_suffix), study.jobs, study.device)
 
 
-def study_main(args, command, started):
+def study_main(args, study):
     configs = seed_study.configurations(args.datasets, args.seeds)
-    records = runner.run_all(configs, args, seed_study.prepare, seed_study.evaluate_run, "", "study")
+    records = runner.run_all(configs, study, seed_study.prepare, seed_study.evaluate_run, "", "study")
     runs = [{"dataset": r["config"].dataset, "model": r["config"].kind, "seed": r["config"].seed,
-             **{k: r[k] for k in ("checkpoint", "checkpoint_sha256", "train_seconds", "evaluate_seconds")},
+             "checkpoint": as_given(r["checkpoint"], args),
+             **{k: r[k] for k in ("checkpoint_sha256", "train_seconds", "evaluate_seconds")},
              "metrics": r["result"]["metrics"], "samplers": r["result"]["samplers"]} for r in records]
-    floors = {dataset: runner.floor_of(dataset, seed_study.prepare, args) for dataset in args.datasets}
-    study = {"provenance": made_by(configs, args, command, ""),
-             "settings": runner.evaluation_settings(args), "seeds": args.seeds, "datasets": args.datasets,
-             "claims": [{"claim": c.text, "primary": c.metric, "sampler": c.sampler, "reason": c.reason,
-                         "margin": c.margin} for c in seed_study.CLAIMS],
-             "floors": floors, "runs": runs, "summary": seed_study.summarise(runs),
-             "comparisons": seed_study.compare(runs), "diverged": seed_study.diverged(runs)}
-    if study["diverged"]:  # reported, with the verdicts once more without those seeds
-        study["comparisons_without_diverged"] = seed_study.compare(seed_study.without_seeds_of(runs, study["diverged"]))
-    write_atomically(os.path.join(args.output_dir, "study.json"), strict_json(study))
-    return study_reports.study_reports(study, args)
+    floors = {dataset: runner.floor_of(dataset, seed_study.prepare, study) for dataset in args.datasets}
+    result = {"provenance": made_by(configs, study, ""),
+              "settings": runner.evaluation_settings(study), "seeds": args.seeds, "datasets": args.datasets,
+              "claims": [{"claim": c.text, "primary": c.metric, "sampler": c.sampler, "reason": c.reason,
+                          "margin": c.margin} for c in seed_study.CLAIMS],
+              "floors": floors, "runs": runs, "summary": seed_study.summarise(runs),
+              "comparisons": seed_study.compare(runs), "diverged": seed_study.diverged(runs)}
+    if result["diverged"]:  # reported, with the verdicts once more without those seeds
+        result["comparisons_without_diverged"] = seed_study.compare(seed_study.without_seeds_of(runs, result["diverged"]))
+    write_atomically(os.path.join(args.output_dir, "study.json"), strict_json(result))
+    return study_reports.study_reports(result, args)
 
 
-def sweep_main(args, command, started):
+def sweep_main(args, study):
     dataset = args.datasets[0]
     configs = beta_sweep.configurations(dataset, args.seeds, args.betas)
-    records = runner.run_all(configs, args, beta_sweep.prepare, beta_sweep.evaluate_run, "-sweep", "beta sweep")
+    records = runner.run_all(configs, study, beta_sweep.prepare, beta_sweep.evaluate_run, "-sweep", "beta sweep")
     runs = [{"dataset": r["config"].dataset, "model": r["config"].kind, "beta": r["config"].beta,
-             "seed": r["config"].seed, "checkpoint": r["checkpoint"], **r["result"],
+             "seed": r["config"].seed, "checkpoint": as_given(r["checkpoint"], args), **r["result"],
              "train_seconds": r["train_seconds"], "evaluate_seconds": r["evaluate_seconds"]} for r in records]
-    sweep = {"provenance": made_by(configs, args, command, "-sweep"),
-             "settings": runner.evaluation_settings(args), "dataset": dataset, "seeds": args.seeds,
-             "betas": args.betas, "floor": runner.floor_of(dataset, beta_sweep.prepare, args), "runs": runs,
+    sweep = {"provenance": made_by(configs, study, "-sweep"),
+             "settings": runner.evaluation_settings(study), "dataset": dataset, "seeds": args.seeds,
+             "betas": args.betas, "floor": runner.floor_of(dataset, beta_sweep.prepare, study), "runs": runs,
              "summary": beta_sweep.summarise_sweep(runs)}
     write_atomically(os.path.join(args.output_dir, "beta_sweep.json"), strict_json(sweep))
     return study_reports.sweep_reports(sweep, args)
 
 
-def train_missing_judges(args):
+def train_missing_judges(args, device):
     """Before any run: the judge of each of the user's datasets that has none (the sample claims need one),
-    trained from their labels as `evaluate.py --train_classifier` would."""
+    trained from their labels as `evaluate.py --train_classifier` would, into <checkpoint_dir>/judges/."""
     for name, spec in args.dataset_specs.items():
-        path = judges.judge_path(name)
+        path = judges.judge_path(name, args.checkpoint_dir)
         if name in data.DATASETS or os.path.exists(path):
             continue
-        splits = data.load_dataset(spec, args.data_dir, args.device)
+        splits = data.load_dataset(spec, args.data_dir, device)
         if (splits["train"].labels < 0).any():
             raise UserError(f"{spec}: the study's sample claims need a judge of these images, and a judge learns "
                             f"from labels, which they have not (docs/own-images.md)")
@@ -163,18 +187,18 @@ def main(argv=None):
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, training.stop_on_sigterm)
     started = time.perf_counter()
-    command = args.command = cli.command_line("study.py", argv)
+    command = cli.command_line("study.py", argv)
     plt.switch_backend("Agg")  # files only
     try:
         with cli.errors_as_one_line():
-            args.device = cli.resolve_device(args)
+            device = cli.resolve_device(args)
             if not args.report_only:
-                train_missing_judges(args)
+                train_missing_judges(args, device)
             writable_dir(args.output_dir)
             if args.report_only:
                 written = study_reports.from_json(args)
             else:
-                written = (sweep_main if args.beta_sweep else study_main)(args, command, started)
+                written = (sweep_main if args.beta_sweep else study_main)(args, study_config(args, device, command))
     except runner.RunFailed as failed:
         for line in str(failed).splitlines():
             print(f"error: {line}", file=sys.stderr)

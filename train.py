@@ -30,13 +30,12 @@ def main(argv=None):
             writable_dir(args.checkpoint_dir)  # after the data: bad data leaves no folders behind
             writable_dir(args.logdir)
             started = time.perf_counter()
-            for kind, beta in ([("autoencoder", None)] if args.train_autoencoder else []) + \
-                              ([("vae", b) for b in args.beta] if args.train_vae else []):
-                training.train_one(kind, beta, splits, args, device)
+            for run in training.configs_of(args):  # one TrainConfig per model asked for
+                training.train_one(run, splits, device, resume=args.resume)
             print(f"done in {time.perf_counter() - started:.1f}s")
     except KeyboardInterrupt as stop:
-        saved = training.last_saved
-        where = (f"the last completed epoch ({saved['epoch']}) is saved in {saved['path']}; "
+        saved = getattr(stop, "saved", None)  # training.RunStopped: the run's last completed epoch
+        where = (f"the last completed epoch ({saved[1]}) is saved in {saved[0]}; "
                  f"continue with the same command and --resume") if saved else "no epoch was completed"
         print(f"\n{stop.args[0] if stop.args else 'interrupted'}: {where}", file=sys.stderr)
         sys.exit(143 if stop.args and stop.args[0] == "terminated" else 130)

@@ -14,7 +14,6 @@ import argparse
 import os
 import sys
 import time
-from argparse import Namespace
 
 import torch
 
@@ -24,6 +23,7 @@ sys.path.insert(0, ROOT)
 import data  # noqa: E402
 import models  # noqa: E402
 from lab import cli, seed_study  # noqa: E402
+from lab.config import StudyConfig  # noqa: E402
 from lab.files import UserError  # noqa: E402
 from speed import synchronize  # noqa: E402  (benchmarks/speed.py, beside this file)
 
@@ -40,10 +40,10 @@ def main():
         device = cli.resolve_device(options)
     except UserError as e:
         p.exit(2, f"error: {e}\n")
-    # the study's defaults (study.py: --num_samples 10000, --iwae_k 20, --iwae_images 10000)
-    args = Namespace(data_dir=os.path.join(ROOT, "data"), num_samples=10000, iwae_k=20, iwae_images=10000,
-                     device=device)
-    splits = data.load_dataset("mnist", args.data_dir, args.device)
+    # the study's defaults (study.py: --num_samples 10000, --iwae_draws 20, --iwae_images 10000)
+    args = StudyConfig(data_dir=os.path.join(ROOT, "data"), checkpoint_dir=os.path.join(ROOT, "checkpoints"),
+                       device=str(device), evaluation=seed_study.EVALUATION)
+    splits = data.load_dataset("mnist", args.data_dir, device)
     reference = seed_study.prepare("mnist", args)
     checkpoints = {"AutoEncoder": "autoencoder.pt", "VAE": "vae.pt"}
     where = torch.cuda.get_device_name() if device.type == "cuda" else device.type
@@ -52,7 +52,7 @@ def main():
     print("| evaluation of one run | " + " | ".join(f"{t} thread{'s' * (t > 1)}" for t in options.threads) + " |")
     print("|---|" + "---|" * len(options.threads))
     for label, name in checkpoints.items():
-        model = models.load_checkpoint(os.path.join(ROOT, "checkpoints", name), map_location=args.device)
+        model = models.load_checkpoint(os.path.join(ROOT, "checkpoints", name), map_location=device)
         cells = []
         for threads in options.threads:
             torch.set_num_threads(threads)

@@ -90,13 +90,13 @@ def our_epoch(data_dir, device, batch_size):
         argv = ["--train_autoencoder", "--train_vae", "--epochs", "1", "--batch_size", str(batch_size),
                 "--hidden_dims", *map(str, ORIGINAL_ARCH["hidden_dims"]), "--activation", ORIGINAL_ARCH["activation"],
                 "--checkpoint_dir", f"{tmp}/ck", "--logdir", f"{tmp}/logs", "--data_dir", data_dir]
-        args = training.parse_args(argv + (["--use_cuda"] if device.type == "cuda" else []))
-        os.makedirs(args.checkpoint_dir)
+        runs = training.configs_of(training.parse_args(argv))
+        os.makedirs(runs[0].checkpoint_dir)
         start = time.perf_counter()
-        for kind in ("autoencoder", "vae"):
+        for run in runs:
             torch.manual_seed(0)
-            model = models.build_model(kind, **ORIGINAL_ARCH).to(device)
-            training.train_model(kind, model, splits, args, device, evaluate_test=False)
+            model = models.build_model(run.kind, **ORIGINAL_ARCH).to(device)
+            training.train_model(run.kind, model, splits, run, device, evaluate_test=False)
         return time.perf_counter() - start, len(splits["train"])
 
 
@@ -105,13 +105,12 @@ def our_vae_seconds(data_dir, device, epochs):
     checkpoint every epoch included)."""
     with tempfile.TemporaryDirectory() as tmp:
         splits = data.load_dataset("mnist", data_dir, device)
-        args = training.parse_args(["--train_vae", "--epochs", str(epochs), "--checkpoint_dir", f"{tmp}/ck",
-                                    "--logdir", f"{tmp}/logs", "--data_dir", data_dir]
-                                   + (["--use_cuda"] if device.type == "cuda" else []))
-        os.makedirs(args.checkpoint_dir)
+        run, = training.configs_of(training.parse_args(["--train_vae", "--epochs", str(epochs), "--checkpoint_dir",
+                                                         f"{tmp}/ck", "--logdir", f"{tmp}/logs", "--data_dir", data_dir]))
+        os.makedirs(run.checkpoint_dir)
         start = time.perf_counter()
         torch.manual_seed(0)
-        training.train_model("vae", models.build_model("vae").to(device), splits, args, device, evaluate_test=False)
+        training.train_model("vae", models.build_model("vae").to(device), splits, run, device, evaluate_test=False)
         return time.perf_counter() - start
 
 

@@ -7,7 +7,8 @@ import torch
 
 import data
 from lab import measures, samplers
-from lab.runner import RunConfig, dataset_spec
+from lab.config import EvalConfig
+from lab.runner import RunConfig
 from lab.sample_measures import measure_samples, reference_for
 from lab.seed_statistics import bootstrap_ci95
 from models import encode_in_batches
@@ -24,15 +25,21 @@ def configurations(dataset, seeds, betas):
            [RunConfig(dataset, "vae", s, b) for b in betas for s in seeds]
 
 
-def prepare(dataset, args):
-    return reference_for(dataset, args.data_dir, args.num_samples, args.device, dataset_spec(dataset, args))
+EVALUATION = EvalConfig(iwae_draws=20, quadrature=True)  # how the sweep evaluates each run (study.py's flags as for the study)
+
+
+def prepare(dataset, study):
+    return reference_for(dataset, study.data_dir, study.evaluation.num_samples, study.device,
+                         study.dataset_spec(dataset), study.checkpoint_dir)
 
 
 @torch.no_grad()
-def evaluate_run(model, splits, reference, args, seed=0):
+def evaluate_run(model, splits, reference, study):
     """Rate and distortion (Alemi et al. 2018), the ELBO and IWAE bounds, active dimensions, the codes' distance
     to N(0, I) and the prior samples' measures of one model of the sweep."""
-    n = min(args.iwae_images, len(splits["test"]))
+    evaluation = study.evaluation
+    seed = evaluation.sample_seed
+    n = min(evaluation.iwae_images, len(splits["test"]))
     test = data.Split(splits["test"].images[:n], splits["test"].labels[:n])  # every bound on the same images
     terms = measures.evaluate_split(model, test)
     codes = encode_in_batches(model, test.images)
@@ -41,11 +48,12 @@ def evaluate_run(model, splits, reference, args, seed=0):
               "active_dims": measures.active_dimensions(codes),
               "mmd2_to_prior": measures.prior_match(codes, seed=seed)["mmd2_to_prior"]}
     if model.kind == "vae":
-        bounds = measures.likelihood_bounds(model, test.images, k=args.iwae_k, seed=seed)
+        bounds = measures.likelihood_bounds(model, test.images, k=evaluation.iwae_draws, seed=seed,
+                                            quadrature=evaluation.quadrature)
         result |= {"neg_elbo_nats": bounds["neg_elbo"], "iwae_nll": bounds["iwae_nll"], "nll_nats": bounds.get("nll")}
         if "nll_skipped" in bounds:
             result["nll_skipped"] = bounds["nll_skipped"]
-    prior = samplers.prior_sampler(model.latent_dim, seed)(args.num_samples)
+    prior = samplers.prior_sampler(model.latent_dim, seed)(evaluation.num_samples)
     return result | measure_samples(model, prior, reference)
 
 

@@ -15,7 +15,9 @@ import data
 import models
 from lab.files import UserError, writable_dir
 
-JUDGE_PATH = os.path.join("checkpoints", "judges", "{dataset}_cnn.pt")
+JUDGE_PATH = os.path.join("checkpoints", "judges", "{dataset}_cnn.pt")  # under the default --checkpoint_dir
+# the committed judges of the built-in datasets, wherever the scripts run from
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIDENT = 0.9  # a generated image "is a digit" when the judge gives one class at least this probability
 ACCURACY_BAR = 0.985  # the MNIST judge's test accuracy must reach this (tests/test_judge.py)
 
@@ -51,10 +53,17 @@ class DigitClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-def judge_path(dataset):
-    """Where the judge of a dataset's models lives (binarised MNIST: the MNIST judge); dataset: its name."""
+def judge_path(dataset, checkpoint_dir="checkpoints"):
+    """Where the judge of a dataset's models lives: <checkpoint_dir>/judges/<dataset>_cnn.pt (binarised MNIST:
+    the MNIST judge; dataset: its name). A built-in dataset without one there is judged by the project's
+    committed judge, so a study in a folder of its own neither needs nor writes a copy."""
     info = data.DATASETS.get(dataset)
-    return JUDGE_PATH.format(dataset=(info and info.judge) or dataset)
+    name = f"{(info and info.judge) or dataset}_cnn.pt"
+    path = os.path.join(checkpoint_dir, "judges", name)
+    committed = os.path.join(PROJECT_ROOT, "checkpoints", "judges", name)
+    if info and not os.path.exists(path) and os.path.exists(committed):
+        return committed
+    return path
 
 
 def load_judge(path, map_location="cpu"):
@@ -68,8 +77,8 @@ def load_judge(path, map_location="cpu"):
     return judge.to(map_location).eval()
 
 
-def load_judge_of(dataset, map_location="cpu"):
-    path = judge_path(dataset)
+def load_judge_of(dataset, map_location="cpu", checkpoint_dir="checkpoints"):
+    path = judge_path(dataset, checkpoint_dir)
     if not os.path.exists(path):
         raise UserError(f"{path}: no judge for {dataset}; train it with "
                         f"`python evaluate.py --train_classifier --dataset {dataset}`")

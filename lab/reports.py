@@ -6,7 +6,7 @@ import re
 from lab.cli import dataset_prefix
 from lab.files import write_atomically
 from lab.sample_measures import SAMPLE_MEASURES
-from lab.seed_study import MODEL_KINDS, SAMPLERS
+from lab.names import MODEL_KINDS, SAMPLERS
 
 TITLES = {"autoencoder": "AutoEncoder", "vae": "VAE", "prior": "N(0, I)", "gaussian": "fitted Gaussian",
           "gmm": "fitted 10-Gaussian mixture", "mnist": "MNIST", "binarized-mnist": "binarised MNIST",

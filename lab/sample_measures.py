@@ -64,14 +64,14 @@ SAMPLE_MEASURES = ("fid", "density", "coverage", "precision", "confident", "clas
 NEIGHBOURS = 5  # k of density and coverage (Naeem et al. 2020 recommend 5)
 
 
-def reference_for(dataset, data_dir, num_images, device="cpu", spec=None):
+def reference_for(dataset, data_dir, num_images, device="cpu", spec=None, checkpoint_dir="checkpoints"):
     """What generated images of a dataset's models are compared with: the judge, the judge's features of the
     first num_images test images and their k-th neighbour radii, and the floor (as many training images
     scored as if they were samples: how far real data is from the test set).
 
     The judge's dataset is read in grey levels: binarised MNIST's models are compared with grey images, since
     a decoder's output is a pixel probability, the grey level the binary pixels are drawn from."""
-    judge = load_judge_of(dataset, device)  # by name; spec: where a user's images are (their PATH)
+    judge = load_judge_of(dataset, device, checkpoint_dir)  # by name; spec: where a user's images are (their PATH)
     info = data.DATASETS.get(dataset)
     splits = data.load_dataset((info and info.judge) or spec or dataset, data_dir, device)
     features = judge_features(judge, splits["test"].images[:num_images])

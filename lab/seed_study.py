@@ -4,20 +4,19 @@ Each claim is read off the paired differences VAE - AutoEncoder of the same seed
 (CLAIMS). Runs are trained and evaluated by runner.py; evaluate_run says what each run is scored on.
 """
 import math
-from argparse import Namespace
 from dataclasses import dataclass
 
 import torch
 
 from lab import measures, samplers
-from lab.evaluation import DEFAULTS, encode_splits, evaluate_model
+from lab.config import EvalConfig
+from lab.evaluation import encode_splits, evaluate_model
 from lab.judge import judge_samples
-from lab.runner import RunConfig, dataset_spec
+from lab.runner import RunConfig
 from lab.sample_measures import measure_samples, reference_for
 from lab import seed_statistics as stats
 
-MODEL_KINDS = ("autoencoder", "vae")
-SAMPLERS = ("prior", "gaussian", "gmm")  # N(0, I); a Gaussian fitted to the training codes; a 10-component mixture
+from lab.names import MODEL_KINDS, SAMPLERS  # noqa: E402,F401 (the reports use them too)
 DEFAULT_SEEDS = [0, 1, 2, 3, 4]
 DEFAULT_DATASETS = ["mnist", "binarized-mnist"]
 
@@ -63,9 +62,14 @@ def configurations(datasets, seeds):
     return [RunConfig(d, k, s, 1.0) for d in datasets for s in seeds for k in MODEL_KINDS]
 
 
-def prepare(dataset, args):
+# how the study evaluates each run (study.py's flags set the draws, images and samples; --quick makes them small)
+EVALUATION = EvalConfig(iwae_draws=20, quadrature=True)
+
+
+def prepare(dataset, study):
     """What every run of a dataset is compared with: the judge, the test images' features, the floor."""
-    return reference_for(dataset, args.data_dir, args.num_samples, args.device, dataset_spec(dataset, args))
+    return reference_for(dataset, study.data_dir, study.evaluation.num_samples, study.device,
+                         study.dataset_spec(dataset), study.checkpoint_dir)
 
 
 @torch.no_grad()
@@ -76,13 +80,13 @@ def own_grid(codes, grid_size=20):
 
 
 @torch.no_grad()
-def evaluate_run(model, splits, reference, args, seed=0):
+def evaluate_run(model, splits, reference, study):
     """Every measure of one trained model: evaluate.py's, the grid over its own codes, and for each sampler
     the Fréchet distance, density, coverage and precision against the test images and the judge's verdicts."""
-    eval_args = Namespace(**{**vars(DEFAULTS), "seed": seed, "iwae_k": args.iwae_k, "quadrature": True,
-                             "iwae_images": args.iwae_images, "num_samples": args.num_samples})
+    evaluation = study.evaluation
+    seed, num_samples = evaluation.sample_seed, evaluation.num_samples
     codes = encode_splits(model, splits)  # once per run: the fitted samplers and evaluate_model share them
-    result = evaluate_model(model, splits, reference["judge"], eval_args, codes)
+    result = evaluate_model(model, splits, reference["judge"], evaluation, codes)
     grid = own_grid(codes["test"]).to(codes["test"].device)
     result["own_grid_confident"] = judge_samples(reference["judge"], model.decode(grid))["confident"]
     # the fitted samplers see the training codes as the model saw its training images (VAE: posterior means)
@@ -92,7 +96,7 @@ def evaluate_run(model, splits, reference, args, seed=0):
         "gmm": samplers.fitted_mixture_sampler(codes["train"], components=10, seed=seed),
     }
     return {"metrics": result,
-            "samplers": {name: measure_samples(model, sample(args.num_samples), reference)
+            "samplers": {name: measure_samples(model, sample(num_samples), reference)
                          for name, sample in sampler_of.items()}}
 
 

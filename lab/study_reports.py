@@ -49,7 +49,7 @@ def sweep_reports(sweep, args):
     write_atomically(os.path.join(args.output_dir, "beta_sweep.md"),
                      f"# The β continuum\n\n{len(sweep['seeds'])} seeds, {dataset}, "
                      f"{reports.provenance_line(sweep['provenance'])}. Test set; means over seeds with 95 % "
-                     f"percentile-bootstrap intervals. −ELBO, IWAE (k = {settings['iwae_k']}) and −log p(x) by "
+                     f"percentile-bootstrap intervals. −ELBO, IWAE (k = {settings.get('iwae_draws', settings.get('iwae_k'))}) and −log p(x) by "
                      f"quadrature on the same {settings['iwae_images']} test images.\n\n" + table)
     written = ["beta_sweep.json", "beta_sweep.md", "beta_rate_distortion.png"]
     save_atomically(os.path.join(args.output_dir, "beta_rate_distortion.png"),

@@ -346,10 +346,11 @@ def test_the_study_runs_on_your_own_labelled_images_training_their_judge_first(t
     from lab.seed_study import CLAIMS
     images, labels = digits(n=80, colour=True)
     np.savez(tmp_path / "tiles.npz", images=images, labels=labels, classes=np.array(["a", "b", "c"]))
-    monkeypatch.chdir(tmp_path)  # the judge goes to ./checkpoints/judges/, as evaluate.py --train_classifier puts it
+    monkeypatch.chdir(tmp_path)
     study.main(["--quick", "--datasets", str(tmp_path / "tiles.npz"), "--checkpoint_dir", str(tmp_path / "ck"),
                 "-o", str(tmp_path / "out"), "--jobs", "1"])
-    assert (tmp_path / "checkpoints" / "judges" / "tiles_cnn.pt").exists()
+    # the judge goes to <checkpoint_dir>/judges/, not into ./checkpoints/ of wherever the study was started
+    assert (tmp_path / "ck" / "judges" / "tiles_cnn.pt").exists() and not (tmp_path / "checkpoints").exists()
     result = json.loads((tmp_path / "out" / "study.json").read_text())
     assert result["datasets"] == ["tiles"] and {r["dataset"] for r in result["runs"]} == {"tiles"}
     assert len(result["runs"]) == 4 and all(r["samplers"]["prior"]["fid"] >= 0 for r in result["runs"])

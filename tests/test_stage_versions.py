@@ -1,5 +1,5 @@
 """The study reuses a trained run or a cached evaluation only while the code that made it is the same. Each stage
-has a version number (lab/training.py: TRAINING_VERSION, lab/runner.py: EVALUATION_VERSION) that is part of the
+has a version number (lab/config.py: TRAINING_VERSION, lab/runner.py: EVALUATION_VERSION) that is part of the
 cache's key. This test keeps the numbers honest: it fingerprints the code of each stage (its syntax tree, so
 comments and docstrings do not count) and fails whenever it differs from the fingerprint recorded with the
 version, so no change to a stage's code goes unseen. After a change:
@@ -19,13 +19,14 @@ RECORD = os.path.join(ROOT, "tests", "stage_fingerprints.json")
 # file, or file:name,name (only those top-level functions, classes or constants): code that can move a number
 DATA = "data.py:Split,binarize,load_dataset,DATASETS,VALIDATION_SIZE,SPLIT_SEED,BINARIZE_SEED"
 STAGES = {
-    "training": ("lab.training", "TRAINING_VERSION", [
-        "models.py", DATA,
-        "lab/training.py:train_model,train_one,clip_gradients,lr_factor,compile_loss,random_state,make_optimizer"]),
+    "training": ("lab.config", "TRAINING_VERSION", [
+        "models.py", DATA, "lab/config.py:TrainConfig",
+        "lab/training.py:train_model,train_epoch,restore_training_state,train_one,clip_gradients,lr_factor,"
+        "compile_loss,random_state,make_optimizer"]),
     "evaluation": ("lab.runner", "EVALUATION_VERSION", [
-        "models.py", DATA, "lab/measures.py", "lab/evaluation.py", "lab/sample_measures.py", "lab/judge.py",
-        "lab/samplers.py", "lab/seed_study.py:evaluate_run,own_grid", "lab/beta_sweep.py:evaluate_run",
-        "lab/runner.py:evaluation_settings,run_one"]),
+        "models.py", DATA, "lab/config.py:EvalConfig", "lab/measures.py", "lab/evaluation.py",
+        "lab/sample_measures.py", "lab/judge.py", "lab/samplers.py", "lab/seed_study.py:evaluate_run,own_grid,EVALUATION",
+        "lab/beta_sweep.py:evaluate_run,EVALUATION", "lab/runner.py:evaluation_settings,run_one"]),
 }
 
 

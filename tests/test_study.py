@@ -202,17 +202,26 @@ def test_quick_study_runs_end_to_end_then_reuses_every_run(tmp_path, capsys):
 
 def test_a_run_of_another_configuration_is_not_reused(tmp_path):
     import train
-    from lab import runner
+    from lab import config, runner
     args = study.parse_args(["--quick", "--checkpoint_dir", str(tmp_path / "c"), "-o", str(tmp_path / "o")])
-    config = runner.RunConfig("mnist", "vae", 0)
-    folder, path = runner.run_checkpoint(config, args)
-    train_args = train.parse_args(["--train_vae"] + runner.recipe_argv(config, folder, args))
-    assert runner.checkpoint_state(path, train_args) == "missing"
+    settings = study.study_config(args, "cpu", "python study.py --quick")
+    run = runner.RunConfig("mnist", "vae", 0)
+    folder, path = runner.run_checkpoint(run, settings)
+    wanted = runner.train_config_of(run, settings)
+    assert runner.checkpoint_state(path, wanted) == "missing"
     train.main(["--train_vae", "--beta", "1", "--epochs", "1", "--max_train_images", "500", "--checkpoint_dir", folder,
                 "--logdir", str(tmp_path / "logs"), "--data_dir", DATA_DIR])
-    assert runner.checkpoint_state(path, train_args) == "missing"  # 500 training images, not 1000
-    train_args.max_train_images = 500
-    assert runner.checkpoint_state(path, train_args) == "finished"
+    assert runner.checkpoint_state(path, wanted) == "missing"  # 500 training images, not 1000
+    assert runner.checkpoint_state(path, config.replace(wanted, max_train_images=500)) == "finished"
+    # the model kind is part of a run's identity too: a VAE's file is not an AutoEncoder's run
+    assert runner.checkpoint_state(path, config.replace(wanted, max_train_images=500, kind="autoencoder",
+                                                        beta=None)) == "missing"
+    # and every recipe field: each changed alone makes the run another one
+    for name, other in (("epochs", 2), ("lr", 1e-3), ("hidden_dims", (64,)), ("activation", "relu"),
+                        ("max_grad_norm", 0.0), ("precision", "bf16"), ("compile", True), ("seed", 3),
+                        ("training_version", config.TRAINING_VERSION + 1), ("beta", 2.0), ("iwae_k", 5)):
+        assert runner.checkpoint_state(path, config.replace(wanted, max_train_images=500, **{name: other})) == \
+            "missing", name
 
 
 def test_quick_mode_refuses_the_real_folders(capsys):
@@ -450,9 +459,9 @@ def test_the_committed_study_is_what_the_current_code_computes_from_the_committe
     """The drift guard: seed 0's AutoEncoder on MNIST (the committed checkpoints/autoencoder.pt) evaluated through
     the study now, against its row in readme/study.json. Exact on the machine that made it; elsewhere within
     the tolerances below, which float differences between CPUs and library builds stay far inside."""
-    from argparse import Namespace
     from conftest import ROOT
-    from lab import runner
+    from lab import config, runner
+    from lab.config import StudyConfig
     with open(os.path.join(ROOT, "readme", "study.json")) as f:
         committed = json.load(f)
     if committed.get("settings", {}).get("version") != runner.EVALUATION_VERSION:
@@ -463,10 +472,13 @@ def test_the_committed_study_is_what_the_current_code_computes_from_the_committe
     from lab.files import file_sha256
     assert file_sha256(path) == row["checkpoint_sha256"], "the committed checkpoint is not the one the study scored"
     settings = committed["settings"]
-    args = Namespace(data_dir=DATA_DIR, device=torch.device("cpu"), quick=False, num_samples=settings["num_samples"],
-                     iwae_k=settings["iwae_k"], iwae_images=settings["iwae_images"])
-    now = seed_study.evaluate_run(models.load_checkpoint(path), runner.splits_of("mnist", args),
-                                  seed_study.prepare("mnist", args), args)
+    evaluation = config.replace(seed_study.EVALUATION, num_samples=settings["num_samples"],
+                                iwae_draws=settings.get("iwae_draws", settings.get("iwae_k")),
+                                iwae_images=settings["iwae_images"])
+    study_config = StudyConfig(data_dir=DATA_DIR, checkpoint_dir=os.path.join(ROOT, "checkpoints"), device="cpu",
+                               evaluation=evaluation)
+    now = seed_study.evaluate_run(models.load_checkpoint(path), runner.run_splits("mnist", study_config),
+                                  seed_study.prepare("mnist", study_config), study_config)
     for metric in ("recon", "objective", "knn5_accuracy", "mmd2_to_prior", "own_grid_confident", "ink_f1"):
         assert now["metrics"][metric] == pytest.approx(row["metrics"][metric], rel=1e-3, abs=1e-4), metric
     for sampler in ("prior", "gaussian", "gmm"):
