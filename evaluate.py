@@ -53,6 +53,27 @@ def parse_args(argv=None):
     return args
 
 
+def the_judge(args, splits, built_in, device):
+    """The judge of the generated images (None for a user's images without one) and the measures left out, with
+    why: {what: reason}."""
+    skipped = {}
+    if built_in or os.path.exists(args.classifier):
+        judge = judges.load_judge(args.classifier, map_location=device)
+        judged_shape = tuple(judge.model_args.get("image_shape", models.IMAGE_SHAPE))
+        if judged_shape != tuple(splits["test"].images.shape[1:]) or \
+                (splits["test"].labels >= 0).all() and judge.model_args["num_classes"] <= int(splits["test"].labels.max()):
+            raise UserError(f"{args.classifier}: a judge of other images ({' x '.join(map(str, judged_shape))}, "
+                            f"{judge.model_args['num_classes']} classes); retrain it with --train_classifier")
+    else:  # a user's images without a judge: the measures that need one are left out, and the report says why
+        judge = None
+        skipped["judged samples (confident share, class entropy, grid)"] = (
+            f"no judge at {args.classifier}: " + ("train one with --train_classifier" if (splits["train"].labels >= 0).all()
+                                                  else "the images have no labels to train one from"))
+    if (splits["test"].labels < 0).any():
+        skipped["5-NN class accuracy"] = "the images have no labels"
+    return judge, skipped
+
+
 def main(argv=None):
     args = parse_args(argv)
     started = time.perf_counter()
@@ -83,21 +104,7 @@ def main(argv=None):
             judge_splits = splits if judge_dataset == dataset else data.load_dataset(judge_dataset, args.data_dir, device)
             accuracy = judges.train_and_save_judge(judge_splits, args.classifier)
             print(f"classifier test accuracy {100 * accuracy:.2f}% -> {args.classifier}")
-        skipped = {}
-        if built_in or os.path.exists(args.classifier):
-            judge = judges.load_judge(args.classifier, map_location=device)
-            judged_shape = tuple(judge.model_args.get("image_shape", models.IMAGE_SHAPE))
-            if judged_shape != tuple(splits["test"].images.shape[1:]) or \
-                    (splits["test"].labels >= 0).all() and judge.model_args["num_classes"] <= int(splits["test"].labels.max()):
-                raise UserError(f"{args.classifier}: a judge of other images ({' x '.join(map(str, judged_shape))}, "
-                                f"{judge.model_args['num_classes']} classes); retrain it with --train_classifier")
-        else:  # a user's images without a judge: the measures that need one are left out, and the report says why
-            judge = None
-            skipped["judged samples (confident share, class entropy, grid)"] = (
-                f"no judge at {args.classifier}: " + ("train one with --train_classifier" if (splits["train"].labels >= 0).all()
-                                                      else "the images have no labels to train one from"))
-        if (splits["test"].labels < 0).any():
-            skipped["5-NN class accuracy"] = "the images have no labels"
+        judge, skipped = the_judge(args, splits, built_in, device)
         results, recipes, seeds = {}, {}, {}
         for path, model in loaded.items():
             t = time.perf_counter()

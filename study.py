@@ -27,6 +27,12 @@ from lab.provenance import provenance
 
 
 def parse_args(argv=None):
+    p = build_parser()
+    args = p.parse_args(argv)
+    return checked(p, args, argv)
+
+
+def build_parser():
     p = cli.ArgumentParser(
         prog="study.py",
         description="Train (what is missing), evaluate and aggregate the AE-vs-VAE study over seeds: writes "
@@ -82,7 +88,11 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="a smoke test of the whole pipeline: seeds 0 1, 1 epoch on 1000 training images, 500 samples, "
                         "IWAE with k = 10 on 100 images; needs --checkpoint_dir and --output_dir away from the real ones")
-    args = p.parse_args(argv)
+    return p
+
+
+def checked(p, args, argv):
+    """The parsed flags, checked and completed with the defaults that depend on other flags."""
     if args.quick:
         if os.path.abspath(args.checkpoint_dir) == os.path.abspath("checkpoints") or \
                 os.path.abspath(args.output_dir) == os.path.abspath("readme"):

@@ -317,6 +317,11 @@ def train_model(name, model, splits, run, device, evaluate_test=True, resume_fro
     if not evaluate_test:  # benchmarks time the epochs alone
         log.writer.close()
         return val_metrics
+    return finish_run(name, model, splits, run, checkpoint_path, stored, val_metrics, train_seconds, log, moved_to)
+
+
+def finish_run(name, model, splits, run, checkpoint_path, stored, val_metrics, train_seconds, log, moved_to):
+    """The test set's losses, the finished run's checkpoint and its HPARAMS summary; returns the test metrics."""
     test_metrics = measures.evaluate_split(model, splits["test"])
     # The finished run's checkpoint leaves out the optimizer and schedule state: the schedule has
     # decayed to zero, so there is nothing to resume, and the file shrinks threefold (Adam keeps two

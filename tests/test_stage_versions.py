@@ -21,7 +21,7 @@ DATA = "data.py:Split,binarize,load_dataset,DATASETS,VALIDATION_SIZE,SPLIT_SEED,
 STAGES = {
     "training": ("lab.config", "TRAINING_VERSION", [
         "models.py", DATA, "lab/config.py:TrainConfig",
-        "lab/training.py:train_model,train_epoch,restore_training_state,train_one,clip_gradients,lr_factor,"
+        "lab/training.py:train_model,train_epoch,finish_run,restore_training_state,train_one,clip_gradients,lr_factor,"
         "compile_loss,random_state,make_optimizer"]),
     "evaluation": ("lab.runner", "EVALUATION_VERSION", [
         "models.py", DATA, "lab/config.py:EvalConfig", "lab/measures.py", "lab/evaluation.py",
