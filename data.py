@@ -324,6 +324,13 @@ def load_dataset_of(model, data_dir="data", device="cpu", dataset=None):
     return load_dataset(dataset_of_model(model, dataset), data_dir, device, image_size=image_size)
 
 
+def class_names_of(dataset, image_size=None):
+    """The class names of a dataset given by name or PATH (None for unlabelled images)."""
+    if dataset in DATASETS:
+        return DATASETS[dataset].classes
+    return user_image_set(dataset, image_size).classes
+
+
 def class_names(model):
     """The class names of the data model was trained on, or None for unlabelled images."""
     if model.dataset in DATASETS:

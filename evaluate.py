@@ -53,21 +53,21 @@ def parse_args(argv=None):
     return args
 
 
-def the_judge(args, splits, built_in, device):
+def the_judge(classifier, splits, built_in, device):
     """The judge of the generated images (None for a user's images without one) and the measures left out, with
     why: {what: reason}."""
     skipped = {}
-    if built_in or os.path.exists(args.classifier):
-        judge = judges.load_judge(args.classifier, map_location=device)
+    if built_in or os.path.exists(classifier):
+        judge = judges.load_judge(classifier, map_location=device)
         judged_shape = tuple(judge.model_args.get("image_shape", models.IMAGE_SHAPE))
         if judged_shape != tuple(splits["test"].images.shape[1:]) or \
                 (splits["test"].labels >= 0).all() and judge.model_args["num_classes"] <= int(splits["test"].labels.max()):
-            raise UserError(f"{args.classifier}: a judge of other images ({' x '.join(map(str, judged_shape))}, "
+            raise UserError(f"{classifier}: a judge of other images ({' x '.join(map(str, judged_shape))}, "
                             f"{judge.model_args['num_classes']} classes); retrain it with --train_classifier")
     else:  # a user's images without a judge: the measures that need one are left out, and the report says why
         judge = None
         skipped["judged samples (confident share, class entropy, grid)"] = (
-            f"no judge at {args.classifier}: " + ("train one with --train_classifier" if (splits["train"].labels >= 0).all()
+            f"no judge at {classifier}: " + ("train one with --train_classifier" if (splits["train"].labels >= 0).all()
                                                   else "the images have no labels to train one from"))
     if (splits["test"].labels < 0).any():
         skipped["5-NN class accuracy"] = "the images have no labels"
@@ -87,7 +87,8 @@ def main(argv=None):
         dataset = datasets.pop()
         built_in = dataset in data.DATASETS
         judge_dataset = (built_in and data.DATASETS[dataset].judge) or dataset  # binarized-mnist: the MNIST judge
-        args.classifier = args.classifier or judges.judge_path(dataset, args.checkpoint_dir)
+        classifier = args.classifier or judges.judge_path(dataset, args.checkpoint_dir,
+                                                           for_writing=args.train_classifier)
         evaluation = config.from_args(EvalConfig, args)
         if len({str((m.data_source or {}).get("image_size")) for m in loaded.values()}) > 1:
             raise UserError("the checkpoints given were trained at different --image_size; evaluate one size at a time")
@@ -102,9 +103,9 @@ def main(argv=None):
         writable_dir(args.output_dir)
         if args.train_classifier:
             judge_splits = splits if judge_dataset == dataset else data.load_dataset(judge_dataset, args.data_dir, device)
-            accuracy = judges.train_and_save_judge(judge_splits, args.classifier)
-            print(f"classifier test accuracy {100 * accuracy:.2f}% -> {args.classifier}")
-        judge, skipped = the_judge(args, splits, built_in, device)
+            accuracy = judges.train_and_save_judge(judge_splits, classifier)
+            print(f"classifier test accuracy {100 * accuracy:.2f}% -> {classifier}")
+        judge, skipped = the_judge(classifier, splits, built_in, device)
         results, recipes, seeds = {}, {}, {}
         for path, model in loaded.items():
             t = time.perf_counter()

@@ -17,10 +17,11 @@ import torch
 import data
 from lab import cli
 from lab.explorer_page import explorer_html, explorer_pair, explorer_screenshot
-from lab.figures import (interpolation_figure, latent_dist_figure, latent_space_figure, model_title,
-                         outputs_figure, sample_from_norm_figure, save_atomically, side_by_side)
+from lab.figures import (interpolation_figure, latent_dist_figure, latent_dist_over_training_frames,
+                         latent_space_figure, model_title, outputs_figure, sample_from_norm_figure, save_atomically,
+                         save_gif_atomically, side_by_side)
 from lab.files import UserError, write_atomically, writable_dir
-from models import encode_in_batches
+from models import encode_in_batches, read_checkpoint
 
 
 def data_key(model):
@@ -53,6 +54,25 @@ def figures_for(model, test, args):
     else:
         print(f"  latent_dim is {model.latent_dim}: the grid and interpolation figures need a 2-D latent space; skipped")
     return figures
+
+
+def draw_training_animation(paths, models_by_path, output_dir, suffix):
+    """latent_dist_over_training<suffix>.gif: the AutoEncoder's and the VAE's codes of the same validation images,
+    epoch by epoch, side by side, from the histories their checkpoints keep (older files keep none: one line)."""
+    histories = []
+    for path in paths:
+        history = read_checkpoint(path).get("code_history")
+        if history is None:
+            print(f"{path}: no codes over training in this checkpoint (trained before runs kept them); "
+                  f"latent_dist_over_training{suffix}.gif not drawn")
+            return None
+        histories.append((models_by_path[path].kind, history))
+    model = models_by_path[paths[0]]
+    noun = data.DATASETS[model.dataset].noun if model.dataset in data.DATASETS else "class"
+    frames = latent_dist_over_training_frames(histories, data.class_names(model), noun)
+    name = f"latent_dist_over_training{suffix}.gif"
+    save_gif_atomically(os.path.join(output_dir, name), frames)
+    return name
 
 
 def parse_args(argv=None):
@@ -121,6 +141,10 @@ def main(argv=None):
                 for figure_name in auto.keys() & vae.keys():
                     save_atomically(os.path.join(args.output_dir, f"compare_{figure_name}{suffix}.png"),
                                     side_by_side(auto[figure_name], vae[figure_name]))
+                pair = [next(p for p in loaded if cli.output_name(p, dataset) == cli.dataset_prefix(dataset) + n)
+                        for n in ("auto", "vae")]
+                if all(loaded[p].latent_dim == 2 for p in pair):
+                    draw_training_animation(pair, loaded, args.output_dir, suffix)
         if args.html:
             model = next(iter(pair.values()))
             test = test_sets[data_key(model)]

@@ -20,7 +20,7 @@ import time
 import matplotlib.pyplot as plt
 
 import data
-from lab import beta_sweep, cli, config, judge as judges, runner, seed_study, study_reports, training
+from lab import beta_sweep, cli, config, confirmatory, judge as judges, runner, seed_study, study_reports, training
 from lab.config import EvalConfig, StudyConfig
 from lab.files import UserError, strict_json, write_atomically, writable_dir
 from lab.provenance import provenance
@@ -67,6 +67,10 @@ def build_parser():
                         "<output_dir>/study.json (beta_sweep.json with --beta_sweep) as they are")
     config.add_flags(p, EvalConfig, ["num_samples", "iwae_draws", "iwae_images"],
                      defaults={"iwae_draws": seed_study.EVALUATION.iwae_draws})
+    p.add_argument("--plan", default=None, metavar="PLAN.toml",
+                   help="the confirmatory study of a committed plan (studies/confirmatory.toml): its runs, seeds, "
+                        "measures and tests as the plan says -> <output_dir>/<plan name>/study.json and study.md; "
+                        "refuses to report when the plan changed after its first run was trained")
     p.add_argument("--beta_sweep", action="store_true",
                    help="the beta continuum instead: VAEs at each --betas value and the AutoEncoder (--seeds 0 1 2 by "
                         "default) on one dataset (--datasets, default mnist) -> beta_sweep.json/.md, beta_*.png, and "
@@ -108,6 +112,8 @@ def checked(p, args, argv):
     args.datasets = list(args.dataset_specs)
     if args.beta_sweep and len(args.datasets) > 1:
         p.error("--beta_sweep runs on one dataset: give one --datasets value")
+    if args.plan and (args.beta_sweep or args.seeds or args.datasets != seed_study.DEFAULT_DATASETS):
+        p.error("--plan sets the runs itself: give neither --beta_sweep, --seeds nor --datasets")
     args.logdir = args.logdir or (os.path.join(args.checkpoint_dir, "logs") if args.quick else os.path.join("logs", "study"))
     args.seeds = sorted(set(args.seeds or ([0, 1] if args.quick else beta_sweep.DEFAULT_SEEDS if args.beta_sweep
                                            else seed_study.DEFAULT_SEEDS)))
@@ -178,6 +184,42 @@ def sweep_main(args, study):
     return study_reports.sweep_reports(sweep, args)
 
 
+def plan_main(args, device, command):
+    """The confirmatory study of --plan: lock the plan, make its runs, test its claims, refuse if it changed."""
+    plan = confirmatory.read_plan(args.plan)
+    if not args.quick and plan.device != device.type:
+        raise UserError(f"--plan {args.plan} says its runs are made on {plan.device}; this is {device.type}")
+    evaluation = confirmatory.evaluation(plan)
+    if args.quick:
+        evaluation = config.replace(evaluation, num_samples=min(evaluation.num_samples, args.num_samples))
+    study = config.replace(study_config(args, device, command), evaluation=evaluation,
+                           runs_folder=os.path.join("confirmatory", plan.name), keep_failed_runs=True)
+    locked = confirmatory.lock(plan, args.checkpoint_dir, quick=args.quick)
+    configs = confirmatory.configurations(plan)
+    records = runner.run_all(configs, study, seed_study.prepare, seed_study.evaluate_run, "", plan.name)
+    runs = [{"dataset": r["config"].dataset, "model": r["config"].kind, "seed": r["config"].seed,
+             "trained_commit": r["trained_commit"], "trained_dirty": r["trained_dirty"],
+             "checkpoint": as_given(r["checkpoint"], args),
+             **{k: r[k] for k in ("checkpoint_sha256", "train_seconds", "evaluate_seconds")},
+             **({"failed": r["failed"]} if r.get("failed") else {}),
+             "metrics": r["result"]["metrics"], "samplers": r["result"]["samplers"]} for r in records]
+    confirmatory.check_unchanged(confirmatory.read_plan(args.plan), locked)  # not edited while its runs ran
+    confirmatory.check_descent(locked, runs)
+    result = {"provenance": made_by(configs, study, ""), "plan": confirmatory.plan_entry(plan, locked),
+              "settings": runner.evaluation_settings(study),
+              "seeds": {kind: list(plan.seeds_of(kind)[:plan.n]) for kind in plan.models},
+              "datasets": list(plan.datasets),
+              "claims": [{k: c[k] for k in ("text", "metric", "sampler", "direction", "smallest_effect", "why")}
+                         for c in plan.claims],
+              "floors": {d: runner.floor_of(d, seed_study.prepare, study) for d in plan.datasets},
+              "runs": runs, "summary": seed_study.summarise(runs, interval="t"),
+              "comparisons": confirmatory.compare(runs, plan), "diverged": seed_study.diverged(runs)}
+    output_dir = os.path.join(args.output_dir, plan.name)
+    writable_dir(output_dir)
+    write_atomically(os.path.join(output_dir, "study.json"), strict_json(result))
+    return [os.path.join(plan.name, name) for name in study_reports.confirmatory_reports(result, output_dir)]
+
+
 def train_missing_judges(args, device):
     """Before any run: the judge of each of the user's datasets that has none (the sample claims need one),
     trained from their labels as `evaluate.py --train_classifier` would, into <checkpoint_dir>/judges/."""
@@ -207,6 +249,8 @@ def main(argv=None):
             writable_dir(args.output_dir)
             if args.report_only:
                 written = study_reports.from_json(args)
+            elif args.plan:
+                written = plan_main(args, device, command)
             else:
                 written = (sweep_main if args.beta_sweep else study_main)(args, study_config(args, device, command))
     except runner.RunFailed as failed:

@@ -105,8 +105,9 @@ class TrainConfig:
 
     def __post_init__(self):
         # lists from the command line or an older checkpoint: tuples, so that equal configurations compare equal
-        object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
-        if self.image_size is not None:
+        if isinstance(self.hidden_dims, (list, tuple)):
+            object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
+        if isinstance(self.image_size, list):
             object.__setattr__(self, "image_size", tuple(self.image_size))
 
 
@@ -174,6 +175,9 @@ OLDER_FILES = {"precision": "fp32", "compile": False, "max_grad_norm": 0.0, "tra
                "max_train_images": None, "iwae_k": 1, "threads": None, "name": None}
 
 
+UNKNOWN = "unknown: not recorded in this older file"
+
+
 def from_checkpoint(checkpoint):
     """The TrainConfig of a checkpoint, whatever its age: the one upgrade function every reader goes through.
 
@@ -183,6 +187,11 @@ def from_checkpoint(checkpoint):
     stored = dict(checkpoint.get("config") or {})
     known = {f.name for f in fields(TrainConfig)}
     kept = {k: v for k, v in (OLDER_FILES | stored).items() if k in known}
+    # a recipe field the file does not record, and whose value for older files is not known: never today's
+    # default, which would make the file the same run as one of a recipe it may not have been trained with
+    for f in fields(TrainConfig):
+        if f.metadata["role"] in (RECIPE, SEED) and f.name not in kept and f.name not in ("kind", "beta", "dataset"):
+            kept[f.name] = UNKNOWN
     kept["kind"] = checkpoint["kind"]
     model_args = checkpoint.get("model_args", {})
     kept["beta"] = model_args.get("beta", 1.0) if checkpoint["kind"] == "vae" else None
@@ -241,6 +250,8 @@ class StudyConfig:
     scheduler: str = None
     command: str = None
     evaluation: EvalConfig = EvalConfig()
+    runs_folder: str = "study"  # under checkpoint_dir: the runs other than the default pair, and their caches
+    keep_failed_runs: bool = False  # a run whose loss became non-finite is a record (the confirmatory plan's rule)
 
     def dataset_spec(self, dataset):
         return dict(self.dataset_specs).get(dataset, dataset)

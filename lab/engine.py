@@ -101,18 +101,25 @@ def dask_cluster(task, items, scheduler, key_of):
 
 
 def _dask_results(client, task, items, key_of):
+    from dask.base import tokenize
     from distributed import as_completed
     from lab.files import UserError
     with client:
-        futures = {client.submit(task, item, key=key_of(item), pure=False): item for item in items}
+        # the key names the run for Dask's dashboard, and its token the study's settings: two studies sharing a
+        # scheduler never get each other's records
+        token = tokenize(getattr(task, "keywords", None) or task)
+        futures = {client.submit(task, item, key=f"{key_of(item)}-{tokenize(item, token)}", pure=False): item
+                   for item in items}
         try:
             for future in as_completed(futures, loop=client.loop):
                 item = futures[future]
                 if future.status == "finished":
                     yield item, future.result(), None
                     continue
-                error = future.exception()
-                if "deserializ" in str(error):
+                error = future.exception() if future.status == "error" else None
+                if error is None:  # cancelled, or lost with its scheduler
+                    error = WorkerLost(f"its Dask task was {future.status}")
+                elif "deserializ" in str(error):
                     error = UserError(f"the Dask scheduler or a worker cannot load this task ({str(error).splitlines()[0]}): "
                                       f"start them with this project importable, PYTHONPATH=<its folder> (docs/cluster.md)")
                 yield item, None, error

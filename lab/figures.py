@@ -98,6 +98,75 @@ def latent_dist_figure(model, images, labels, class_names=data.DATASETS["mnist"]
     return fig
 
 
+MODEL_KIND_TITLE = {"autoencoder": "AutoEncoder", "vae": "VAE"}
+
+
+def codes_figure(codes, labels, kind, title, limit=None, class_names=data.DATASETS["mnist"].classes,
+                 legend_title="digit", size=(4.8, 4.5), dpi=DPI):
+    """2-D codes on the latent plane coloured by class, as latent_dist_figure draws them, on the fixed box
+    [-limit, limit]² (None: the codes' own extent), so that frames of one run compare epoch by epoch."""
+    codes, labels = codes.float().cpu(), labels.cpu()
+    fig, ax = plt.subplots(figsize=size, dpi=dpi)
+    if class_names is None or (labels < 0).all():
+        ax.scatter(codes[:, 0], codes[:, 1], s=2, alpha=0.6, color="tab:blue", rasterized=True)
+        class_names = None
+    handles = []
+    for label, (class_name, colour) in enumerate(zip(class_names or [], class_colours(len(class_names or [])))):
+        pts = codes[labels == label]
+        handles.append(ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.6, color=colour, rasterized=True))
+    if limit is not None:
+        ax.set_xlim(-limit, limit)
+        ax.set_ylim(-limit, limit)
+    ax.set_aspect("equal")
+    ax.set_title(f"{MODEL_KIND_TITLE.get(kind, kind)}: {title}")
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    if class_names is not None:
+        ax.legend(handles[:20], [as_text(n) for n in class_names[:20]], title=legend_title, markerscale=4,
+                  loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def history_limit(codes):
+    """The half-width of a box that holds 99.9 % of every epoch's codes on both axes: the fixed axes of a run's
+    frames (a few codes far out would otherwise shrink every frame to a dot)."""
+    return float(torch.quantile(codes.float().abs().flatten(), 0.999)) * 1.05
+
+
+def latent_dist_over_training_frames(histories, class_names=data.DATASETS["mnist"].classes, legend_title="digit"):
+    """One RGB frame per epoch: each model's codes of the same validation images side by side (histories: [(kind,
+    code_history)], the checkpoints' code_history), the epoch in each title, each model on its own fixed axes."""
+    epochs = max(len(h["epochs"]) for _, h in histories)
+    limits = [history_limit(h["codes"]) for _, h in histories]
+    frames = []
+    for i in range(epochs):
+        panels = []
+        for (kind, history), limit in zip(histories, limits):
+            j = min(i, len(history["epochs"]) - 1)  # a run with fewer epochs keeps showing its last one
+            panels.append(figure_to_array(fig := codes_figure(
+                history["codes"][j], history["labels"].long(), kind, f"epoch {history['epochs'][j]}", limit,
+                class_names, legend_title, size=(4.6, 4.0), dpi=80)))
+            plt.close(fig)
+        height = max(p.shape[0] for p in panels)
+        frames.append(np.concatenate([np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=255)
+                                      for p in panels], axis=1))
+    return frames
+
+
+def save_gif_atomically(path, frames, seconds_per_frame=0.5, last_frame_seconds=2.0):
+    """RGB frames as a looping GIF (one shared 64-colour palette, so it stays small), written atomically."""
+    from PIL import Image
+    images = [Image.fromarray(frame) for frame in frames]
+    palette = images[-1].quantize(colors=64, method=Image.Quantize.MEDIANCUT)
+    frames_p = [image.quantize(palette=palette, dither=Image.Dither.NONE) for image in images]
+    durations = [int(1000 * seconds_per_frame)] * (len(frames_p) - 1) + [int(1000 * last_frame_seconds)]
+    buffer = io.BytesIO()
+    frames_p[0].save(buffer, format="GIF", save_all=True, append_images=frames_p[1:], duration=durations, loop=0,
+                     optimize=True)
+    write_atomically(path, buffer.getvalue())
+
+
 @torch.no_grad()
 def latent_space_figure(model, grid_range=1.5, grid_size=20, codes=None):
     """The decoder over a regular grid of latent points, as one image with latent axes.

@@ -53,15 +53,15 @@ class DigitClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-def judge_path(dataset, checkpoint_dir="checkpoints"):
+def judge_path(dataset, checkpoint_dir="checkpoints", for_writing=False):
     """Where the judge of a dataset's models lives: <checkpoint_dir>/judges/<dataset>_cnn.pt (binarised MNIST:
-    the MNIST judge; dataset: its name). A built-in dataset without one there is judged by the project's
-    committed judge, so a study in a folder of its own neither needs nor writes a copy."""
+    the MNIST judge; dataset: its name). To read, a built-in dataset without one there is judged by the project's
+    committed judge, so a study in a folder of its own needs no copy; a judge trained is always written there."""
     info = data.DATASETS.get(dataset)
     name = f"{(info and info.judge) or dataset}_cnn.pt"
     path = os.path.join(checkpoint_dir, "judges", name)
     committed = os.path.join(PROJECT_ROOT, "checkpoints", "judges", name)
-    if info and not os.path.exists(path) and os.path.exists(committed):
+    if info and not for_writing and not os.path.exists(path) and os.path.exists(committed):
         return committed
     return path
 

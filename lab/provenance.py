@@ -34,6 +34,31 @@ def _version(module):
         return None
 
 
+def code_state():
+    """The commit the code is at and whether tracked code files differ from it (None, None outside git): what
+    a checkpoint records as the code that trained it."""
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", "*.py", "*.html", "*.txt", "*.ipynb")
+    return {"commit": _git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
+
+
+def last_commit_of(path):
+    """The last commit that changed the file at path, and whether the file differs from it now (None, None when
+    it is not in git)."""
+    commit = _git("log", "-1", "--format=%H", "--", os.path.abspath(path))
+    status = _git("status", "--porcelain", "--", os.path.abspath(path))
+    return (commit or None), (None if status is None or not commit else bool(status))
+
+
+def is_ancestor(older, newer):
+    """Whether commit `older` is an ancestor of (or is) commit `newer`."""
+    try:
+        result = subprocess.run(["git", "merge-base", "--is-ancestor", older, newer], cwd=ROOT, capture_output=True,
+                                timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return result.returncode == 0
+
+
 def provenance(command, wall_seconds, jobs, device="cpu"):
     """The provenance block of a result file. commit is None outside a git checkout; dirty says whether tracked
     code files (not results or checkpoints) differed from it; wall_seconds is what the caller measured (the study: every invocation that worked

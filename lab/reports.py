@@ -232,3 +232,18 @@ def headline(study, json_path):
             + provenance_line(study["provenance"]) + ". Cells: the verdict on the claim's primary measure (paired "
             "VAE − AutoEncoder over seeds, t test, Holm-corrected across the dataset's claims; the fitted-mixture "
             "claim by two one-sided tests against its margin), then the mean difference and its 95 % interval.*\n")
+
+
+def confirmatory_table(comparisons):
+    """The confirmatory study's verdicts, one row per (dataset, claim), as study.json holds them."""
+    lines = ["| data | claim | primary measure | n (AE, VAE) | VAE − AE (95 % Welch CI) | p | p (Holm) | "
+             "smallest effect | detectable (power 0.8) | verdict |", "|---" * 10 + "|"]
+    for c in comparisons:
+        measure = MEASURE_TITLES[c["metric"]] + (f", {TITLES[c['sampler']]} samples" if c["sampler"] else "")
+        shown = "**" + c["verdict"] + "**" if c["verdict"] != "not shown" else "not shown"
+        mde = "–" if c["mde80"] is None or c["mde80"] != c["mde80"] else number(c["mde80"], c["metric"])
+        lines.append(f"| {TITLES.get(c['dataset'], c['dataset'])} | {c['claim']} | {measure} | "
+                     f"{c['n_autoencoder']}, {c['n_vae']} | {number(c['mean'], c['metric'])} "
+                     f"{interval(c['ci95'], c['metric'])} | {p_value(c['p'])} | {p_value(c['p_holm'])} | "
+                     f"{number(c['smallest_effect'], c['metric'])} | {mde} | {shown} |")
+    return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -52,10 +53,11 @@ class RunConfig:
 
 
 def run_checkpoint(run, study):
-    """(folder, checkpoint path) of a run: seed 0 of the default models is the default run, in checkpoint_dir."""
-    default_run = run.seed == 0 and (run.kind == "autoencoder" or run.beta == 1)
+    """(folder, checkpoint path) of a run: seed 0 of the default models is the default run, in checkpoint_dir;
+    the others are in <checkpoint_dir>/<runs_folder>/<dataset>-seed<S>/."""
+    default_run = run.seed == 0 and (run.kind == "autoencoder" or run.beta == 1) and study.runs_folder == "study"
     folder = study.checkpoint_dir if default_run else \
-        os.path.join(study.checkpoint_dir, "study", f"{run.dataset}-seed{run.seed}")
+        os.path.join(study.checkpoint_dir, study.runs_folder, f"{run.dataset}-seed{run.seed}")
     return folder, os.path.join(folder, training.run_name(run.kind, run.beta, run.dataset) + ".pt")
 
 
@@ -126,7 +128,7 @@ def run_splits(dataset, study):
 
 
 def cache_path_of(run, study, cache_suffix):
-    return os.path.join(study.checkpoint_dir, "study", "evaluations", f"{run.run_id}{cache_suffix}.json")
+    return os.path.join(study.checkpoint_dir, study.runs_folder, "evaluations", f"{run.run_id}{cache_suffix}.json")
 
 
 def log_path_of(run, study, cache_suffix):
@@ -147,8 +149,11 @@ def cached_record(run, study, cache_suffix):
 
 
 def record(run, path, sha256, cached, train_seconds):
-    trained = models.read_checkpoint(path).get("train_seconds")  # the run's, over every invocation that trained it
+    checkpoint = models.read_checkpoint(path)
+    trained = checkpoint.get("train_seconds")  # the run's, over every invocation that trained it
+    code = checkpoint.get("code") or {}
     return {"config": run, "checkpoint": path, "checkpoint_sha256": sha256,
+            "trained_commit": code.get("commit"), "trained_dirty": code.get("dirty"),
             "result": {k: v for k, v in cached.items() if k not in CACHE_BOOKKEEPING},
             "train_seconds": None if trained is None else round(trained, 1),
             "train_seconds_this_invocation": round(train_seconds, 1),
@@ -167,7 +172,12 @@ def run_one(run, study, prepare, evaluate_one, cache_suffix):
         started = time.perf_counter()
         writable_dir(wanted.checkpoint_dir)
         writable_dir(wanted.logdir)
-        training.train_one(wanted, run_splits(run.dataset, study), device, resume=state == "unfinished")
+        try:
+            training.train_one(wanted, run_splits(run.dataset, study), device, resume=state == "unfinished")
+        except training.LossNotFinite as e:
+            if not study.keep_failed_runs:
+                raise
+            return failed_record(run, path, str(e))
         train_seconds = time.perf_counter() - started
     sha256 = file_sha256(path)
     settings = evaluation_settings(study, run.dataset)
@@ -183,16 +193,39 @@ def run_one(run, study, prepare, evaluate_one, cache_suffix):
     return record(run, path, sha256, cached, train_seconds)
 
 
+def failed_record(run, path, why):
+    """The record of a run whose training stopped on a non-finite loss: no measure, and why (its last good epoch
+    stays in its checkpoint; a rerun resumes from it, and on the same CPU stops at the same step again)."""
+    code = models.read_checkpoint(path).get("code") or {} if os.path.exists(path) else {}
+    return {"config": run, "checkpoint": path, "checkpoint_sha256": None, "trained_commit": code.get("commit"),
+            "trained_dirty": code.get("dirty"), "failed": why, "result": {"metrics": {}, "samplers": {}},
+            "train_seconds": None, "train_seconds_this_invocation": None, "evaluate_seconds": None}
+
+
 class RunError(UserError):
     """A run failed on something unexpected; its traceback is in the run's log file, which the message names."""
 
 
+_one_run_at_a_time = threading.Lock()
+
+
 def run_task(run, study, prepare, evaluate_one, cache_suffix, quiet=True):
     """One run as a task for an engine: with study.threads CPU threads whatever the machine (so its numbers do
-    not depend on where it ran), its output (quiet: all of it) and any traceback in its log file."""
+    not depend on where it ran), its output (quiet: all of it) and any traceback in its log file. One run at a
+    time per process: runs share torch's random stream and the process's stdout (a Dask worker with several
+    threads would otherwise interleave them)."""
+    with _one_run_at_a_time:
+        threads = torch.get_num_threads()
+        if study.threads:
+            torch.set_num_threads(study.threads)
+        try:
+            return _logged_run(run, study, prepare, evaluate_one, cache_suffix, quiet)
+        finally:
+            torch.set_num_threads(threads)
+
+
+def _logged_run(run, study, prepare, evaluate_one, cache_suffix, quiet):
     import contextlib
-    if study.threads:
-        torch.set_num_threads(study.threads)
     log_path = log_path_of(run, study, cache_suffix)
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "a") as log:
@@ -223,7 +256,7 @@ def prepared_of(dataset, prepare, study):
 def floor_of(dataset, prepare, study):
     """The floor of the sample measures (real training images scored as if they were samples), cached like the
     evaluations: a rerun with every run cached needs neither the data nor the judge's features."""
-    path = os.path.join(study.checkpoint_dir, "study", "evaluations", f"floor-{dataset}.json")
+    path = os.path.join(study.checkpoint_dir, study.runs_folder, "evaluations", f"floor-{dataset}.json")
     judge = judge_path_of(dataset, study)
     key = {"version": EVALUATION_VERSION, "num_samples": study.evaluation.num_samples,
            "libraries": library_versions(), "judge_sha256": file_sha256(judge) if os.path.exists(judge) else None}
@@ -240,7 +273,7 @@ def floor_of(dataset, prepare, study):
 
 
 def ledger_path(study):
-    return os.path.join(study.checkpoint_dir, "study", "invocations.jsonl")
+    return os.path.join(study.checkpoint_dir, study.runs_folder, "invocations.jsonl")
 
 
 def log_invocation(study, run_ids, seconds):
@@ -274,6 +307,13 @@ def wall_seconds_of(runs, study, cache_suffix):
     return total if found else None
 
 
+def one_line(error):
+    if isinstance(error, (UserError, data.DataError, models.CheckpointError)):
+        return str(error)
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
+
 class RunFailed(Exception):
     """One or more runs failed; the message has one line per failed run."""
 
@@ -284,7 +324,7 @@ def run_all(runs, study, prepare, evaluate_one, cache_suffix, title):
     prepared, study) -> a JSON-able dict, cached per checkpoint. The runs that need work go to the study's engine:
     this process (jobs 1), jobs worker processes, or the Dask scheduler; a run that fails is reported by its
     error line once the others have finished (RunFailed)."""
-    writable_dir(os.path.join(study.checkpoint_dir, "study", "evaluations"))
+    writable_dir(os.path.join(study.checkpoint_dir, study.runs_folder, "evaluations"))
     records = {r: rec for r in runs if (rec := cached_record(r, study, cache_suffix)) is not None}  # from the files
     todo = [r for r in runs if r not in records]
     started = time.perf_counter()
@@ -314,16 +354,19 @@ def _run(runs, todo, records, study, prepare, evaluate_one, cache_suffix, title)
     bar = tqdm(total=len(runs), initial=len(records), unit="run", desc=title, file=sys.stderr, dynamic_ncols=True,
                bar_format="{desc}: {n}/{total} runs trained and evaluated [{elapsed}<{remaining}] {postfix}")
     failures, lost = [], []
-    for run, result, error in done:
-        if isinstance(error, engine.WorkerLost):
-            lost.append(run.run_id)
-        elif error is not None:
-            failures.append(f"{run.run_id}: {error}" if isinstance(error, (UserError, data.DataError, models.CheckpointError))
-                            else f"{run.run_id}: {type(error).__name__}: {str(error).strip().splitlines()[0][:300] if str(error).strip() else ''}")
-        else:
-            records[run] = result
-        bar.set_postfix_str(f"{run.run_id} done")
-        bar.update()
+    try:
+        for run, result, error in done:
+            if isinstance(error, engine.WorkerLost):
+                lost.append(run.run_id)
+            elif error is not None:
+                failures.append(f"{run.run_id}: {one_line(error)}")
+            else:
+                records[run] = result
+            bar.set_postfix_str(f"{run.run_id} done")
+            bar.update()
+    finally:
+        if hasattr(done, "close"):
+            done.close()  # Ctrl-C here, between results: the engine stops its workers now, not at garbage collection
     bar.close()
     if lost:
         failures.append(f"{len(lost)} runs not finished ({', '.join(lost)}): a worker process died (killed, or out "

@@ -147,5 +147,39 @@ def minimum_detectable_difference(sd_a, sd_b, n_a, n_b, alpha, power=0.8):
     if n_a < 2 or n_b < 2 or sd_a + sd_b == 0:
         return math.nan
     scale = math.sqrt(sd_a ** 2 / n_a + sd_b ** 2 / n_b)
-    return float(optimize.brentq(lambda d: welch_power(d, sd_a, sd_b, n_a, n_b, alpha) - power,
-                                 1e-9 * scale, 50 * scale))
+    high = 8 * scale  # widened until the power is reached: with 2 or 3 seeds the critical t is tens of units
+    while welch_power(high, sd_a, sd_b, n_a, n_b, alpha) < power:
+        high *= 4
+        if high > 1e9 * scale:
+            return math.inf
+    return float(optimize.brentq(lambda d: welch_power(d, sd_a, sd_b, n_a, n_b, alpha) - power, 1e-9 * scale, high))
+
+
+def welch_ci95(a, b, level=0.95):
+    """mean(b) - mean(a) and its confidence interval by Welch's t (Welch-Satterthwaite degrees of freedom);
+    (nan, nan) when either sample has fewer than 2 values."""
+    from scipy import stats
+    difference = sum(b) / len(b) - sum(a) / len(a) if a and b else math.nan
+    if len(a) < 2 or len(b) < 2:
+        return difference, (math.nan, math.nan)
+    var_a, var_b = standard_error(a) ** 2, standard_error(b) ** 2
+    if var_a + var_b == 0:
+        return difference, (difference, difference)
+    df = (var_a + var_b) ** 2 / (var_a ** 2 / (len(a) - 1) + var_b ** 2 / (len(b) - 1))
+    half = stats.t.ppf(0.5 + level / 2, df) * math.sqrt(var_a + var_b)
+    return difference, (difference - half, difference + half)
+
+
+def standard_deviation(values):
+    n = len(values)
+    return math.sqrt(sum((v - sum(values) / n) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
+
+
+def two_sample_verdict(a, b, p_adjusted, direction, alpha=ALPHA):
+    """The confirmatory plan's verdict rule (studies/confirmatory.toml): holds when the Holm-adjusted p < alpha and
+    mean(b) - mean(a) has the sign of the claim's direction, reversed when it has the other sign, not shown
+    otherwise or when either model has fewer than 2 values."""
+    if len(a) < 2 or len(b) < 2 or p_adjusted is None or p_adjusted >= alpha:
+        return "not shown"
+    difference = sum(b) / len(b) - sum(a) / len(a)
+    return "holds" if (difference > 0) == (direction > 0) else "reversed"

@@ -102,10 +102,10 @@ def evaluate_run(model, splits, reference, study):
 
 # ---- aggregate ----
 
-def summarise(runs):
-    """Mean, 95 % bootstrap interval and every seed's value of each measure, per (dataset, model, sampler); a
-    measure a run could not take (None, with a note beside it, such as nll_skipped) is left out, so n says how
-    many remain."""
+def summarise(runs, interval="bootstrap"):
+    """Mean, 95 % interval (bootstrap, or Student t: interval="t") and every seed's value of each measure, per
+    (dataset, model, sampler); a measure a run could not take (None, with a note beside it, such as nll_skipped)
+    is left out, so n says how many remain."""
     groups = {}
 
     def add(key, seed, value):
@@ -120,7 +120,7 @@ def summarise(runs):
     summary = []
     for (dataset, model, sampler, metric), by_seed in groups.items():
         values = [by_seed[s] for s in sorted(by_seed)]
-        mean, ci = stats.bootstrap_ci95(values)
+        mean, ci = stats.mean_ci95(values) if interval == "t" else stats.bootstrap_ci95(values)
         summary.append({"dataset": dataset, "model": model, "sampler": sampler, "metric": metric,
                         "n": len(values), "mean": mean, "ci95": list(ci), "seeds": sorted(by_seed),
                         "values": values})

@@ -41,6 +41,27 @@ def study_reports(study, args):
     return ["study.json", "study.md", "study_samplers.png"]
 
 
+def confirmatory_reports(result, output_dir):
+    """The confirmatory study's study.md, from its study.json's contents alone."""
+    plan = result["plan"]
+    named = [r for r in result["runs"] if r.get("failed")] + (result.get("diverged") or [])
+    text = (f"# The confirmatory study\n\nPlan `{plan['path']}` (SHA-256 {plan['sha256'][:12]}, committed at "
+            f"{(plan['commit'] or 'no commit')[:10]}; n = {plan['n']} per model from `{plan['power_command']}`), "
+            f"{reports.provenance_line(result['provenance'])}.\n\n"
+            "Each claim: a two-sided Welch t test on each model's per-seed values of its primary measure, one Holm "
+            "family over every claim, the plan's verdict rule. 'Detectable' is the smallest difference the realised "
+            "n detects with power 0.8 at the family's strictest level: 'not shown' says no more than that.\n\n"
+            + reports.confirmatory_table(result["comparisons"]))
+    if named:
+        text += ("\nRuns named by the plan's divergence rule (kept in every test with the values they have): "
+                 + ", ".join(f"{r['dataset']} {r['model']} seed {r['seed']}" for r in named) + ".\n")
+    else:
+        text += "\nNo run diverged, and every run finished.\n"
+    write_atomically(os.path.join(output_dir, "study.md"), text)
+    print(reports.confirmatory_table(result["comparisons"]))
+    return ["study.json", "study.md"]
+
+
 def sweep_reports(sweep, args):
     """beta_sweep.md, the β figures and the Markdown block, from beta_sweep.json's contents (and, for the rows of
     panels, the first seed's checkpoints)."""

@@ -16,6 +16,7 @@ import models
 from lab import cli, config, measures
 from lab.config import TRAINING_VERSION, TrainConfig  # noqa: F401 (TRAINING_VERSION: the stage's version, read here)
 from lab.files import UserError, WriterLock
+from lab.provenance import code_state
 from lab.run_log import log_hparams, make_log_dir
 
 
@@ -186,6 +187,10 @@ def compile_loss(model, example_images):
     return loss
 
 
+class LossNotFinite(UserError):
+    """The training loss became inf or nan: the run stops; its last good epoch stays saved."""
+
+
 class RunStopped(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped a run (args[0]: "interrupted" or "terminated"); saved: (path, epoch) of its last
     completed epoch, or None when none was."""
@@ -236,17 +241,56 @@ def train_epoch(name, epoch, model, train_split, run, device, optimizer, schedul
     return {k: (v / n_seen).item() for k, v in sums.items()}
 
 
+HISTORY_IMAGES = 2000  # validation images whose 2-D codes every run keeps after each epoch (8 KB an epoch in float16)
+HISTORY_SEED = 0  # the draw that picks them: the same images for every run of a dataset
+
+
+def history_index(val_split):
+    """The validation images whose codes a run keeps epoch by epoch: a seeded draw of its own generator, so that
+    no run's random stream moves; sorted, so the frames list them in the dataset's order."""
+    n = min(HISTORY_IMAGES, len(val_split))
+    return torch.randperm(len(val_split), generator=torch.Generator().manual_seed(HISTORY_SEED))[:n].sort().values
+
+
+class CodeHistory:
+    """The codes of a fixed set of validation images after every epoch ("watch the latent spaces form"), kept in
+    the checkpoint as code_history: {"index", "labels", "epochs", "codes": epochs x images x 2, float16}. Only
+    2-D models keep one. Encoding is deterministic (the VAE: posterior means) and draws no random number."""
+
+    def __init__(self, model, val_split, resumed=None):
+        self.model, self.index = model, history_index(val_split)
+        self.images = val_split.images[self.index.to(val_split.images.device)]
+        self.state = resumed or {"index": self.index.to(torch.int32), "labels": val_split.labels[self.index.to(
+            val_split.labels.device)].cpu().to(torch.int16), "epochs": [], "codes": torch.zeros(0, len(self.index), 2,
+                                                                                                dtype=torch.float16)}
+
+    @torch.no_grad()
+    def add(self, epoch):
+        self.model.eval()
+        codes = models.encode_in_batches(self.model, self.images).cpu()
+        self.state = {**self.state, "epochs": self.state["epochs"] + [epoch],
+                      "codes": torch.cat([self.state["codes"], codes.to(torch.float16)[None]])}
+        return codes
+
+    def box(self):
+        """TensorBoard's fixed axes for this run so far: [-B, B]², B a power of two >= 4 holding 99.9 % of every
+        epoch's codes; it only ever grows, and then by doubling, so frames compare across epochs."""
+        reach = float(torch.quantile(self.state["codes"].float().abs().flatten(), 0.999))
+        return 2.0 ** max(2, math.ceil(math.log2(max(reach, 1e-9))))
+
+
 class EpochLog:
     """The TensorBoard run of one model: scalars and, from fixed inputs so epochs compare picture by picture, a
     reconstruction strip and decoded N(0, I) samples after every epoch."""
 
-    def __init__(self, log_dir, model, val_split, device):
+    def __init__(self, log_dir, model, val_split, device, class_names=None):
         self.writer = SummaryWriter(log_dir)
+        self.class_names = class_names
         self.shown_images = val_split.images[:32]
         self.shown_codes = torch.randn(64, model.latent_dim, generator=torch.Generator().manual_seed(0)).to(device)
 
     @torch.no_grad()
-    def epoch(self, epoch, model, train_metrics, val_metrics, lr, seconds):
+    def epoch(self, epoch, model, train_metrics, val_metrics, lr, seconds, codes=None, labels=None, box=None):
         for k, v in tagged({f"loss_{k}": v for k, v in train_metrics.items()}).items():
             self.writer.add_scalar(f"train/{k}", v, epoch)
         for k, v in tagged(val_metrics).items():
@@ -258,6 +302,12 @@ class EpochLog:
                               image_grid_pair(self.shown_images, model.reconstruct(self.shown_images)), epoch)
         self.writer.add_image("samples/decoded_from_N(0,I)",
                               data.image_grid(model.decode(self.shown_codes), nrow=8, pad_value=1), epoch)
+        if codes is not None:  # the latent plane: how far the codes spread, and the scatter itself
+            self.writer.add_scalar("latent/code_norm_p99", torch.quantile(codes.float().norm(dim=1), 0.99).item(), epoch)
+            from lab.figures import codes_figure
+            figure = codes_figure(codes, labels.long(), model.kind, title=f"epoch {epoch}", limit=box,
+                                  class_names=self.class_names, size=(4.4, 4.0), dpi=72)
+            self.writer.add_figure("latent/codes_of_validation_images", figure, epoch)
         self.writer.flush()
 
 
@@ -279,55 +329,64 @@ def train_model(name, model, splits, run, device, evaluate_test=True, resume_fro
     loss_fn = compile_loss(model, train_split.images[:run.batch_size]) if run.compile else model.loss
     previous_log_dir = (resume_from or {}).get("config", {}).get("log_dir")
     log_dir = previous_log_dir if previous_log_dir and os.path.isdir(previous_log_dir) else make_log_dir(run.logdir, name)
-    log = EpochLog(log_dir, model, val_split, device)
+    log = EpochLog(log_dir, model, val_split, device, data.class_names_of(run.dataset, run.image_size))
+    history = CodeHistory(model, val_split, (resume_from or {}).get("code_history")) if model.latent_dim == 2 else None
     stored = config.as_checkpoint_dict(run, log_dir=log_dir)  # log_dir: evaluate.py adds its metrics to this run
+    code = (resume_from or {}).get("code") or code_state()  # the code that trained the run (its first invocation's)
     train_seconds = (resume_from or {}).get("train_seconds", 0.0)  # this run's, across the invocations that made it
     print(f"{name}: {sum(p.numel() for p in model.parameters()):,} parameters, "
           f"{len(train_split):,} training images, {run.epochs} epochs on {device}; TensorBoard run {log_dir}")
 
     moved_to, saved, val_metrics = None, None, {}
+    if resume_from is not None:
+        saved = (checkpoint_path, resume_from["epoch"])
     try:
         for epoch in range(first_epoch, run.epochs + 1):
             start = time.perf_counter()
             train_metrics = train_epoch(name, epoch, model, train_split, run, device, optimizer, scheduler,
                                         batch_order, loss_fn)
             if not math.isfinite(train_metrics["total"]):
-                raise UserError(f"{name}: the training loss became {train_metrics['total']} in epoch {epoch}; "
-                                f"try a smaller --lr. The last good checkpoint is "
-                                f"{checkpoint_path if epoch > 1 else 'none (first epoch)'}")
+                raise LossNotFinite(f"{name}: the training loss became {train_metrics['total']} in epoch {epoch}; "
+                                    f"try a smaller --lr. The last good checkpoint is "
+                                    f"{checkpoint_path if epoch > 1 else 'none (first epoch)'}")
             val_metrics = measures.evaluate_split(model, val_split)
             seconds = time.perf_counter() - start
             train_seconds += seconds
-            log.epoch(epoch, model, train_metrics, val_metrics, optimizer.param_groups[0]["lr"], seconds)
+            codes = history.add(epoch) if history else None
+            log.epoch(epoch, model, train_metrics, val_metrics, optimizer.param_groups[0]["lr"], seconds, codes,
+                      history.state["labels"] if history else None, history.box() if history else None)
             if epoch == 1:
                 moved_to = keep_previous_checkpoint(checkpoint_path)
             models.save_checkpoint(
                 checkpoint_path, model, epoch=epoch, completed=False, **dataset_entries(run), config=stored,
                 optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
-                random_state=random_state(batch_order, device), val_metrics=val_metrics, train_seconds=train_seconds)
+                random_state=random_state(batch_order, device), val_metrics=val_metrics, train_seconds=train_seconds,
+                code=code, **({"code_history": history.state} if history else {}))
             saved = (checkpoint_path, epoch)
             print(f"{name} epoch {epoch:2d}/{run.epochs}  train objective {train_metrics['total']:.2f}  "
                   f"val {loss_terms(val_metrics)}  pixel acc {100 * val_metrics['pixel_acc_0.5']:.2f}%  {seconds:.1f}s",
                   flush=True)
+        if not evaluate_test:  # benchmarks time the epochs alone
+            log.writer.close()
+            return val_metrics
+        return finish_run(name, model, splits, run, checkpoint_path, stored, val_metrics, train_seconds, log,
+                          moved_to, code, history)
     except KeyboardInterrupt as stop:
         stopped = RunStopped(*(stop.args or ("interrupted",)))
         stopped.saved = saved
         raise stopped from None
 
-    if not evaluate_test:  # benchmarks time the epochs alone
-        log.writer.close()
-        return val_metrics
-    return finish_run(name, model, splits, run, checkpoint_path, stored, val_metrics, train_seconds, log, moved_to)
 
-
-def finish_run(name, model, splits, run, checkpoint_path, stored, val_metrics, train_seconds, log, moved_to):
+def finish_run(name, model, splits, run, checkpoint_path, stored, val_metrics, train_seconds, log, moved_to, code,
+               history=None):
     """The test set's losses, the finished run's checkpoint and its HPARAMS summary; returns the test metrics."""
     test_metrics = measures.evaluate_split(model, splits["test"])
     # The finished run's checkpoint leaves out the optimizer and schedule state: the schedule has
     # decayed to zero, so there is nothing to resume, and the file shrinks threefold (Adam keeps two
     # numbers per weight), which keeps the committed checkpoints small.
     models.save_checkpoint(checkpoint_path, model, epoch=run.epochs, completed=True, **dataset_entries(run),
-                           config=stored, val_metrics=val_metrics, test_metrics=test_metrics, train_seconds=train_seconds)
+                           config=stored, val_metrics=val_metrics, test_metrics=test_metrics, train_seconds=train_seconds,
+                           code=code, **({"code_history": history.state} if history else {}))
     final = {f"final/val_{k}": v for k, v in tagged(val_metrics).items()} | \
         {f"final/test_{k}": v for k, v in tagged(test_metrics).items()}
     log_hparams(log.writer, model.kind, stored, final, run.epochs)

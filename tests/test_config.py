@@ -114,3 +114,36 @@ def test_old_spellings_still_work_and_say_they_are_deprecated(script, old, new, 
 def test_explore_takes_the_sampling_seed_by_both_names():
     assert explore_latent_space.parse_args(["--seed", "3"]).sample_seed == 3
     assert explore_latent_space.parse_args(["--sample_seed", "4"]).sample_seed == 4
+
+
+def test_a_recipe_field_an_older_file_does_not_record_is_unknown_not_todays_default():
+    old = {"kind": "vae", "model_args": {"hidden_dims": [256, 256, 256], "latent_dim": 2, "activation": "gelu",
+                                         "beta": 1.0},
+           "dataset": "mnist", "config": {"epochs": 20, "batch_size": 256, "seed": 0, "hidden_dims": [256, 256, 256],
+                                          "latent_dim": 2, "activation": "gelu", "training_version": 1,
+                                          "max_grad_norm": 1e4, "precision": "fp32", "compile": False}}
+    run = config.from_checkpoint(old)  # no lr, no schedule: what they were is not known
+    assert run.lr == config.UNKNOWN and run.schedule == config.UNKNOWN
+    assert config.identity(run) != config.identity(TrainConfig())
+
+
+def test_a_judge_trained_for_a_folder_of_its_own_is_written_there_not_over_the_committed_one(tmp_path):
+    from lab import judge
+    committed = judge.judge_path("mnist", str(tmp_path))
+    assert committed == os.path.join(ROOT, "checkpoints", "judges", "mnist_cnn.pt")  # read: the committed judge
+    assert judge.judge_path("mnist", str(tmp_path), for_writing=True) == str(tmp_path / "judges" / "mnist_cnn.pt")
+    assert judge.judge_path("tiles", str(tmp_path)) == str(tmp_path / "judges" / "tiles_cnn.pt")
+
+
+def test_a_task_in_this_process_gives_back_the_thread_count_it_found(tmp_path, monkeypatch):
+    import torch
+    before = torch.get_num_threads()
+    settings = config.StudyConfig(checkpoint_dir=str(tmp_path), threads=max(1, before - 1) if before > 1 else 2)
+    seen = {}
+
+    def fake_run_one(run, study, prepare, evaluate_one, cache_suffix):
+        seen["threads"] = torch.get_num_threads()
+        return {"ok": True}
+    monkeypatch.setattr(runner, "run_one", fake_run_one)
+    assert runner.run_task(runner.RunConfig("mnist", "vae", 3), settings, None, None, "", quiet=False) == {"ok": True}
+    assert seen["threads"] == settings.threads and torch.get_num_threads() == before

@@ -91,7 +91,11 @@ def test_event_files_hold_the_expected_tags(tmp_path):
     assert [e.step for e in events.Scalars("val/objective")] == [1, 2]
     recon, kl, neg_elbo = (events.Scalars(f"val/{t}")[-1].value for t in ("recon", "kl", "neg_elbo"))
     assert neg_elbo == pytest.approx(recon + kl, rel=1e-6)
-    assert {"val/inputs_and_reconstructions", "samples/decoded_from_N(0,I)"} <= set(events.Tags()["images"])
+    assert {"val/inputs_and_reconstructions", "samples/decoded_from_N(0,I)",
+            "latent/codes_of_validation_images"} <= set(events.Tags()["images"])
+    assert [e.step for e in events.Images("latent/codes_of_validation_images")] == [1, 2]
+    spread = events.Scalars("latent/code_norm_p99")
+    assert [e.step for e in spread] == [1, 2] and all(0 < e.value < 100 for e in spread)
     hparams = b"".join(events.PluginTagToContent("hparams").values())  # the HPARAMS tab's protobufs
     assert b"batch_size" in hparams and b"max_grad_norm" in hparams and b"final/test_objective" in hparams
 
@@ -239,3 +243,50 @@ def test_clipping_leaves_gradients_below_the_limit_alone_and_scales_those_above_
     after = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()]))
     assert after.item() == pytest.approx(norm.item() / 4, rel=1e-4)
     assert all(torch.allclose(p.grad * 4, g, rtol=1e-4) for p, g in zip(model.parameters(), before))
+
+
+def test_a_run_keeps_its_codes_epoch_by_epoch_and_keeping_them_moves_no_weight(tmp_path, monkeypatch):
+    quick_train(tmp_path / "kept", "--train_vae", "--epochs", "2", "--max_train_images", "500")
+    saved = torch.load(tmp_path / "kept" / "ck" / "vae.pt", weights_only=True)
+    history = saved["code_history"]
+    n = min(training.HISTORY_IMAGES, 5000)
+    assert history["epochs"] == [1, 2] and history["codes"].shape == (2, n, 2)
+    assert history["codes"].dtype == torch.float16 and history["labels"].shape == (n,)
+    # the same images for every run of a dataset: the seeded draw, in the dataset's order
+    assert torch.equal(history["index"].long(), training.history_index(data.load_dataset("mnist", DATA_DIR)["val"]))
+    # the last frame is the finished model's codes of those images (float16)
+    model = models.load_checkpoint(tmp_path / "kept" / "ck" / "vae.pt")
+    images = data.load_dataset("mnist", DATA_DIR)["val"].images[history["index"].long()]
+    assert torch.allclose(history["codes"][-1].float(), model.encode(images), atol=2e-2, rtol=1e-2)
+    # a run that keeps no codes ends with the same weights, bit for bit
+    monkeypatch.setattr(training, "CodeHistory", lambda *a, **k: None)
+    quick_train(tmp_path / "none", "--train_vae", "--epochs", "2", "--max_train_images", "500")
+    plain = torch.load(tmp_path / "none" / "ck" / "vae.pt", weights_only=True)
+    assert "code_history" not in plain
+    assert all(torch.equal(saved["model_state"][k], plain["model_state"][k]) for k in plain["model_state"])
+
+
+def test_a_resumed_run_has_the_history_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    quick_train(tmp_path / "whole", "--train_autoencoder", "--epochs", "2", "--max_train_images", "500")
+    real_evaluate, calls = training.measures.evaluate_split, []
+
+    def stop_in_epoch_two(model, split, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(model, split, *a, **k)
+    monkeypatch.setattr(training.measures, "evaluate_split", stop_in_epoch_two)
+    with pytest.raises(SystemExit):
+        quick_train(tmp_path / "split", "--train_autoencoder", "--epochs", "2", "--max_train_images", "500")
+    monkeypatch.setattr(training.measures, "evaluate_split", real_evaluate)
+    assert torch.load(tmp_path / "split" / "ck" / "autoencoder.pt", weights_only=True)["code_history"]["epochs"] == [1]
+    quick_train(tmp_path / "split", "--train_autoencoder", "--resume", "--max_train_images", "500")
+    whole, resumed = (torch.load(tmp_path / w / "ck" / "autoencoder.pt", weights_only=True)["code_history"]
+                      for w in ("whole", "split"))
+    assert whole["epochs"] == resumed["epochs"] == [1, 2]
+    assert torch.equal(whole["codes"], resumed["codes"]) and torch.equal(whole["labels"], resumed["labels"])
+
+
+def test_a_model_whose_codes_are_not_2d_keeps_no_history(tmp_path):
+    quick_train(tmp_path, "--train_autoencoder", "--epochs", "1", "--max_train_images", "500", "--latent_dim", "3")
+    assert "code_history" not in torch.load(tmp_path / "ck" / "autoencoder.pt", weights_only=True)
