@@ -72,6 +72,10 @@ def draw_training_animation(paths, models_by_path, output_dir, suffix):
     frames = latent_dist_over_training_frames(histories, data.class_names(model), noun)
     name = f"latent_dist_over_training{suffix}.gif"
     save_gif_atomically(os.path.join(output_dir, name), frames)
+    for kind, history in histories:  # how far the codes reach, epoch by epoch (the README's sentence about the GIF)
+        reach = torch.quantile(history["codes"].float().norm(dim=2), 0.99, dim=1)
+        print(f"  {name}: {kind} codes' 99th-percentile radius by epoch: "
+              + " ".join(f"{e}:{r:.2f}" for e, r in zip(history["epochs"], reach.tolist())))
     return name
 
 

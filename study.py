@@ -192,10 +192,12 @@ def plan_main(args, device, command):
     evaluation = confirmatory.evaluation(plan)
     if args.quick:
         evaluation = config.replace(evaluation, num_samples=min(evaluation.num_samples, args.num_samples))
-    study = config.replace(study_config(args, device, command), evaluation=evaluation,
+    study = config.replace(study_config(args, device, command), evaluation=evaluation, threads=args.threads or 1,
                            runs_folder=os.path.join("confirmatory", plan.name), keep_failed_runs=True)
-    locked = confirmatory.lock(plan, args.checkpoint_dir, quick=args.quick)
     configs = confirmatory.configurations(plan)
+    if not args.quick:
+        confirmatory.check_recipe([runner.train_config_of(r, study) for r in configs])
+    locked = confirmatory.lock(plan, args.checkpoint_dir, quick=args.quick)
     records = runner.run_all(configs, study, seed_study.prepare, seed_study.evaluate_run, "", plan.name)
     runs = [{"dataset": r["config"].dataset, "model": r["config"].kind, "seed": r["config"].seed,
              "trained_commit": r["trained_commit"], "trained_dirty": r["trained_dirty"],
@@ -206,7 +208,7 @@ def plan_main(args, device, command):
     confirmatory.check_unchanged(confirmatory.read_plan(args.plan), locked)  # not edited while its runs ran
     confirmatory.check_descent(locked, runs)
     result = {"provenance": made_by(configs, study, ""), "plan": confirmatory.plan_entry(plan, locked),
-              "settings": runner.evaluation_settings(study),
+              "settings": runner.evaluation_settings(study, plan.datasets[0]),
               "seeds": {kind: list(plan.seeds_of(kind)[:plan.n]) for kind in plan.models},
               "datasets": list(plan.datasets),
               "claims": [{k: c[k] for k in ("text", "metric", "sampler", "direction", "smallest_effect", "why")}

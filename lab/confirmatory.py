@@ -22,10 +22,15 @@ from dataclasses import dataclass
 from lab import seed_statistics as stats
 from lab.config import EvalConfig
 from lab.files import UserError, file_sha256, strict_json, writable_dir, write_atomically
-from lab.provenance import is_ancestor, last_commit_of
+from lab.provenance import ROOT, added_commit_of, is_ancestor, last_commit_of
 from lab.runner import RunConfig
 
 POWER_COMMAND = "python studies/power.py"
+# the plan's recipe ([study] recipe), which governs should train.py's defaults ever change: every run is checked
+# against it before the plan is locked
+RECIPE = {"epochs": 20, "batch_size": 256, "lr": 3e-3, "schedule": "cosine", "hidden_dims": (256, 256, 256),
+          "activation": "gelu", "latent_dim": 2, "iwae_k": 1, "max_grad_norm": 1e4, "precision": "fp32",
+          "compile": False, "max_train_images": None, "image_size": None}
 REQUIRED = {"study": ("name", "datasets", "models", "n", "device"), "statistics": ("test", "alpha", "correction"),
             "evaluation": ("num_samples", "exact_likelihood")}
 
@@ -101,19 +106,37 @@ def lock_path(plan, checkpoint_dir):
     return os.path.join(checkpoint_dir, "confirmatory", plan.name, "plan.lock.json")
 
 
+def check_recipe(train_configs):
+    """Every run of the plan trains the plan's recipe (RECIPE), whatever train.py's defaults are today."""
+    for run in train_configs:
+        differs = {k: getattr(run, k) for k, v in RECIPE.items() if getattr(run, k) != v}
+        if run.kind == "vae" and run.beta != 1.0:
+            differs["beta"] = run.beta
+        if differs:
+            raise UserError(f"the plan's recipe is not what this code trains: {differs} (the plan's values govern)")
+
+
 def lock(plan, checkpoint_dir, quick=False):
-    """Before any run is trained: the plan must be committed as it is (quick: the smoke test's plan may be any
-    file); the first call writes the lock, later ones check the plan against it. Returns the lock's contents."""
+    """Before any run is trained: the plan must be committed as it is, and never edited since it was added
+    (quick: the smoke test's plan may be any file); the first call writes the lock, later ones check the plan
+    against it. Returns the lock's contents."""
     path = lock_path(plan, checkpoint_dir)
     if os.path.exists(path):
         locked = read_lock(path)
+        if not quick and not locked.get("commit"):
+            raise UserError(f"{path}: this folder's runs were made by a --quick smoke test of the plan; give the "
+                            f"confirmatory study a --checkpoint_dir of its own")
         check_unchanged(plan, locked)
         return locked
     commit, dirty = last_commit_of(plan.path)
     if not quick and (commit is None or dirty):
         raise UserError(f"--plan {plan.path}: commit the plan as it is before any of its runs "
                         f"({'it has uncommitted changes' if dirty else 'it is not in git'})")
-    locked = {"path": os.path.relpath(plan.path), "sha256": plan.sha256, "commit": commit, "text": plan.text}
+    if not quick and added_commit_of(plan.path) != commit:
+        raise UserError(f"--plan {plan.path} was edited after the commit that added it ({commit[:12]}): a changed "
+                        f"plan is a new study; add it as a new file, with new seeds")
+    locked = {"path": os.path.relpath(os.path.abspath(plan.path), ROOT), "sha256": plan.sha256, "commit": commit,
+              "text": plan.text}
     writable_dir(os.path.dirname(path))
     write_atomically(path, strict_json(locked))
     return locked
@@ -139,11 +162,15 @@ def check_unchanged(plan, locked):
 
 
 def check_descent(locked, runs):
-    """Every run must have been trained at the plan's commit or a later one (quick plans have no commit)."""
+    """Every run must have been trained at the plan's commit or a later one, by committed code (quick plans have
+    no commit)."""
     if not locked.get("commit"):
         return
     for run in runs:
         trained = run.get("trained_commit")
+        if run.get("trained_dirty") is not False:
+            raise UserError(f"{run['checkpoint']}: trained by code with uncommitted changes (or of unknown state) at "
+                            f"commit {trained}; its verdicts would not be confirmatory")
         if not trained or not is_ancestor(locked["commit"], trained):
             raise UserError(f"{run['checkpoint']}: trained at commit {trained}, which does not descend from the plan's "
                             f"commit {locked['commit'][:12]}; its verdicts would not be confirmatory")
@@ -186,6 +213,7 @@ def compare(runs, plan):
         a, b = row["values_autoencoder"], row["values_vae"]
         claim = next(c for c in plan.claims if c["text"] == row["claim"])
         row["p_holm"] = adjusted
+        row["mde80_alpha"] = plan.alpha / family
         row["mde80"] = stats.minimum_detectable_difference(stats.standard_deviation(a), stats.standard_deviation(b),
                                                            len(a), len(b), plan.alpha / family) \
             if len(a) > 1 and len(b) > 1 else math.nan

@@ -49,6 +49,12 @@ def last_commit_of(path):
     return (commit or None), (None if status is None or not commit else bool(status))
 
 
+def added_commit_of(path):
+    """The commit that added the file at path (None when it is not in git)."""
+    found = _git("log", "--diff-filter=A", "--format=%H", "--", os.path.abspath(path))
+    return found.splitlines()[-1] if found else None
+
+
 def is_ancestor(older, newer):
     """Whether commit `older` is an ancestor of (or is) commit `newer`."""
     try:

@@ -228,7 +228,8 @@ def headline(study, json_path):
             cells.append(f"{shown} ({number(c['mean'], c['metric'])} {interval(c['ci95'], c['metric'])})")
         lines.append(f"| {claim} | {measure} | " + " | ".join(cells) + " |")
     n = len(study["seeds"])
-    return ("\n".join(lines) + f"\n\n*Generated from `{os.path.relpath(json_path)}`: {n} seeds, "
+    return ("\n".join(lines) + f"\n\n*Exploratory (its claims, measures and tests were chosen with these runs' "
+            f"numbers known). Generated from `{os.path.relpath(json_path)}`: {n} seeds, "
             + provenance_line(study["provenance"]) + ". Cells: the verdict on the claim's primary measure (paired "
             "VAE − AutoEncoder over seeds, t test, Holm-corrected across the dataset's claims; the fitted-mixture "
             "claim by two one-sided tests against its margin), then the mean difference and its 95 % interval.*\n")

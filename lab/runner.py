@@ -196,7 +196,9 @@ def run_one(run, study, prepare, evaluate_one, cache_suffix):
 def failed_record(run, path, why):
     """The record of a run whose training stopped on a non-finite loss: no measure, and why (its last good epoch
     stays in its checkpoint; a rerun resumes from it, and on the same CPU stops at the same step again)."""
-    code = models.read_checkpoint(path).get("code") or {} if os.path.exists(path) else {}
+    from lab.provenance import code_state
+    # the code that trained it: its checkpoint's, or (no epoch saved) this code, which just ran it
+    code = (models.read_checkpoint(path).get("code") if os.path.exists(path) else None) or code_state()
     return {"config": run, "checkpoint": path, "checkpoint_sha256": None, "trained_commit": code.get("commit"),
             "trained_dirty": code.get("dirty"), "failed": why, "result": {"metrics": {}, "samplers": {}},
             "train_seconds": None, "train_seconds_this_invocation": None, "evaluate_seconds": None}

@@ -4,6 +4,7 @@ Each claim is read off the paired differences VAE - AutoEncoder of the same seed
 (CLAIMS). Runs are trained and evaluated by runner.py; evaluate_run says what each run is scored on.
 """
 import math
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -142,8 +143,8 @@ def diverged(runs):
     found = []
     for (dataset, model), seeds in groups.items():
         values = sorted(v for _, v in seeds)
-        median = values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1:len(values) // 2 + 1]) / 2
-        mad = sorted(abs(v - median) for v in values)[len(values) // 2]
+        median = statistics.median(values)
+        mad = statistics.median(abs(v - median) for v in values)
         found += [{"dataset": dataset, "model": model, "seed": seed, "objective": value, "median": median}
                   for seed, value in seeds if value > median + max(DIVERGED_NATS, 10 * mad)]
     non_finite = [{"dataset": r["dataset"], "model": r["model"], "seed": r["seed"], "objective": None, "median": None}

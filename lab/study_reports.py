@@ -44,7 +44,8 @@ def study_reports(study, args):
 def confirmatory_reports(result, output_dir):
     """The confirmatory study's study.md, from its study.json's contents alone."""
     plan = result["plan"]
-    named = [r for r in result["runs"] if r.get("failed")] + (result.get("diverged") or [])
+    named = list({(r["dataset"], r["model"], r["seed"]): r for r in
+                  [r for r in result["runs"] if r.get("failed")] + (result.get("diverged") or [])}.values())
     text = (f"# The confirmatory study\n\nPlan `{plan['path']}` (SHA-256 {plan['sha256'][:12]}, committed at "
             f"{(plan['commit'] or 'no commit')[:10]}; n = {plan['n']} per model from `{plan['power_command']}`), "
             f"{reports.provenance_line(result['provenance'])}.\n\n"

@@ -52,9 +52,9 @@ def test_runs_not_descending_from_the_plans_commit_are_refused():
                             text=True).stdout.strip()
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     locked = {"commit": plan_commit}
-    confirmatory.check_descent(locked, [{"checkpoint": "a.pt", "trained_commit": head}])
+    confirmatory.check_descent(locked, [{"checkpoint": "a.pt", "trained_commit": head, "trained_dirty": False}])
     with pytest.raises(UserError, match="does not descend from the plan's commit"):
-        confirmatory.check_descent(locked, [{"checkpoint": "b.pt", "trained_commit": parent}])
+        confirmatory.check_descent(locked, [{"checkpoint": "b.pt", "trained_commit": parent, "trained_dirty": False}])
 
 
 def test_welch_interval_and_verdict_rule_on_hand_made_numbers():
@@ -136,3 +136,33 @@ def test_a_run_whose_loss_becomes_non_finite_is_kept_named_and_counted(tmp_path,
     assert all(c["n_vae"] == 1 and c["n_autoencoder"] == 2 and c["verdict"] == "not shown"
                for c in study["comparisons"])
     assert "vae seed 121" in (tmp_path / "out" / "confirmatory" / "study.md").read_text()
+
+
+def test_the_plans_recipe_is_what_the_study_trains_and_a_changed_default_is_refused():
+    from lab import config, runner
+    plan = confirmatory.read_plan(PLAN)
+    study = config.StudyConfig(runs_folder="confirmatory/confirmatory")
+    confirmatory.check_recipe([runner.train_config_of(r, study) for r in confirmatory.configurations(plan)])
+    moved = config.replace(runner.train_config_of(confirmatory.configurations(plan)[0], study), epochs=30)
+    with pytest.raises(UserError, match="the plan's values govern"):
+        confirmatory.check_recipe([moved])
+
+
+def test_a_folder_locked_by_a_quick_smoke_test_is_refused_for_the_real_study(tmp_path):
+    plan = confirmatory.read_plan(PLAN)
+    confirmatory.lock(confirmatory.read_plan(tiny_plan(tmp_path)), str(tmp_path), quick=True)  # no commit
+    with pytest.raises(UserError, match="made by a --quick smoke test"):
+        confirmatory.lock(plan, str(tmp_path))
+    # the committed plan, never edited since it was added, locks a folder of its own
+    if subprocess.run(["git", "log", "-1", "--", PLAN], cwd=ROOT, capture_output=True, text=True).stdout:
+        locked = confirmatory.lock(plan, str(tmp_path / "real"))
+        assert locked["path"] == "studies/confirmatory.toml" and locked["sha256"] == plan.sha256
+
+
+def test_runs_trained_by_uncommitted_code_are_refused():
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    if not head:
+        pytest.skip("not a git checkout")
+    with pytest.raises(UserError, match="uncommitted changes"):
+        confirmatory.check_descent({"commit": head}, [{"checkpoint": "c.pt", "trained_commit": head,
+                                                       "trained_dirty": True}])

@@ -45,8 +45,10 @@ def explore_into(out, checkpoint_dir, *extra):
 
 
 @pytest.mark.slow
-def test_every_figure_is_written_as_a_sensible_png(tmp_path, tiny_checkpoints):
+def test_every_figure_is_written_as_a_sensible_png(tmp_path, tiny_checkpoints, capsys):
     explore_into(tmp_path, tiny_checkpoints)
+    # checkpoints without codes over training (older files): one line says so, every other figure is drawn
+    assert "no codes over training in this checkpoint" in capsys.readouterr().out
     expected = [f"{fig}_{name}.png" for fig in SEED_FIGURES + ["interpolation"] for name in ("auto", "vae")]
     expected += [f"compare_{fig}.png" for fig in SEED_FIGURES + ["interpolation"]]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)
@@ -132,3 +134,36 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path, capsys, tiny_checkp
     blocker.write_text("a file where a folder should be")
     code, err = explore_error(capsys, "--checkpoint_dir", str(tiny_checkpoints), "-o", str(blocker / "out"))
     assert code == 2 and err.startswith(f"error: {blocker / 'out'}")
+
+
+def with_history(path, epochs, images=300, seed=0):
+    """A tiny checkpoint with a made-up code_history: codes that spread wider epoch by epoch."""
+    generator = torch.Generator().manual_seed(seed)
+    checkpoint = models.read_checkpoint(path)
+    checkpoint["code_history"] = {
+        "index": torch.arange(images, dtype=torch.int32), "labels": (torch.arange(images) % 10).to(torch.int16),
+        "epochs": list(range(1, epochs + 1)),
+        "codes": torch.stack([torch.randn(images, 2, generator=generator) * (1 + e) for e in range(epochs)]).half()}
+    torch.save(checkpoint, path)
+
+
+@pytest.mark.slow
+def test_the_training_animation_has_one_looping_frame_per_epoch_on_fixed_axes(tmp_path, tiny_checkpoints):
+    import shutil
+    for name in ("autoencoder.pt", "vae.pt"):
+        shutil.copy(tiny_checkpoints / name, tmp_path / name)
+        with_history(tmp_path / name, epochs=4)
+    explore.draw_training_animation([str(tmp_path / "autoencoder.pt"), str(tmp_path / "vae.pt")],
+                                    {str(tmp_path / n): models.load_checkpoint(tmp_path / n)
+                                     for n in ("autoencoder.pt", "vae.pt")}, str(tmp_path), "")
+    gif = Image.open(tmp_path / "latent_dist_over_training.gif")
+    assert gif.format == "GIF" and gif.n_frames == 4 and gif.info["loop"] == 0
+    assert (tmp_path / "latent_dist_over_training.gif").stat().st_size < 2_000_000
+    sizes = set()
+    for frame in range(gif.n_frames):
+        gif.seek(frame)
+        sizes.add(gif.size)
+    assert len(sizes) == 1  # every frame the same size: fixed axes, both models side by side
+    frames = figures.latent_dist_over_training_frames(
+        [(kind, models.read_checkpoint(tmp_path / f"{kind}.pt")["code_history"]) for kind in ("autoencoder", "vae")])
+    assert len(frames) == 4 and frames[0].shape == frames[-1].shape and not np.array_equal(frames[0], frames[-1])

@@ -1,4 +1,5 @@
 """The latent explorer page in a real browser: Debian's chromium, headless (`.ci/run` installs it)."""
+import os
 import re
 import shutil
 import subprocess
@@ -87,3 +88,17 @@ def test_the_page_draws_a_colour_model_of_any_size_and_shows_hostile_class_names
     assert len(in_browser) == 3 * 8 * 6 and (in_browser - in_pytorch).abs().max().item() <= 2e-3
     outside_scripts = re.sub(r"<script.*?</script>", "", dom, flags=re.S)  # the data block holds the name as JSON
     assert "<img" not in outside_scripts and "&lt;img src=x onerror=alert(1)&gt;" in outside_scripts  # shown as text
+
+
+def test_the_committed_training_animation_opens_in_the_browser(tmp_path):
+    """readme/latent_dist_over_training.gif, as the README shows it: the browser decodes it at its own size."""
+    gif = os.path.join(ROOT, "readme", "latent_dist_over_training.gif")
+    if not os.path.exists(gif):
+        pytest.fail("readme/latent_dist_over_training.gif is missing: python explore_latent_space.py draws it")
+    from PIL import Image
+    width, height = Image.open(gif).size
+    html = tmp_path / "gif.html"
+    html.write_text(f'<html><body><img id="g" src="file://{gif}" onload="document.title = '
+                    f"this.naturalWidth + 'x' + this.naturalHeight\"></body></html>")
+    dom = chromium(html, tmp_path, "--dump-dom", z=(0, 0))
+    assert f"<title>{width}x{height}</title>" in dom

@@ -266,6 +266,7 @@ def test_a_run_keeps_its_codes_epoch_by_epoch_and_keeping_them_moves_no_weight(t
     assert all(torch.equal(saved["model_state"][k], plain["model_state"][k]) for k in plain["model_state"])
 
 
+@pytest.mark.slow
 def test_a_resumed_run_has_the_history_of_an_uninterrupted_one(tmp_path, monkeypatch):
     quick_train(tmp_path / "whole", "--train_autoencoder", "--epochs", "2", "--max_train_images", "500")
     real_evaluate, calls = training.measures.evaluate_split, []
