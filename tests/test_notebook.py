@@ -40,6 +40,8 @@ def test_notebook_executes_through_the_installed_jupyter(tmp_path):
         low1, high1, low2, high2 = map(float, match.groups())
         spans[name] = max(high1 - low1, high2 - low2)
     assert spans["AutoEncoder"] > 2 * spans["VAE"] > 6
+    # the committed checkpoints keep their codes over training: the slider over epochs has 20 to show
+    assert "20 epochs kept, 2000 validation images each" in printed
 
 
 @pytest.mark.slow
