@@ -145,10 +145,10 @@ def main(argv=None):
                 for figure_name in auto.keys() & vae.keys():
                     save_atomically(os.path.join(args.output_dir, f"compare_{figure_name}{suffix}.png"),
                                     side_by_side(auto[figure_name], vae[figure_name]))
-                pair = [next(p for p in loaded if cli.output_name(p, dataset) == cli.dataset_prefix(dataset) + n)
-                        for n in ("auto", "vae")]
-                if all(loaded[p].latent_dim == 2 for p in pair):
-                    draw_training_animation(pair, loaded, args.output_dir, suffix)
+                pair_paths = [next(p for p in loaded if cli.output_name(p, dataset) == cli.dataset_prefix(dataset) + n)
+                              for n in ("auto", "vae")]
+                if all(loaded[p].latent_dim == 2 for p in pair_paths):
+                    draw_training_animation(pair_paths, loaded, args.output_dir, suffix)
         if args.html:
             model = next(iter(pair.values()))
             test = test_sets[data_key(model)]
