@@ -152,8 +152,11 @@ def main(argv=None):
         if args.html:
             model = next(iter(pair.values()))
             test = test_sets[data_key(model)]
+            paths = {kind: next(p for p, m in loaded.items() if m is chosen) for kind, chosen in pair.items()}
+            histories = {kind: h for kind, p in paths.items() if (h := read_checkpoint(p).get("code_history"))}
             write_atomically(os.path.join(args.output_dir, "explorer.html"), explorer_html(
-                {k: m.cpu() for k, m in pair.items()}, test.images.cpu(), test.labels.cpu(), data.class_names(model) or []))
+                {k: m.cpu() for k, m in pair.items()}, test.images.cpu(), test.labels.cpu(), data.class_names(model) or [],
+                histories=histories if len(histories) == len(pair) else None))
             if not explorer_screenshot(os.path.join(args.output_dir, "explorer.html"),
                                        os.path.join(args.output_dir, "explorer.png")):
                 print("no chromium here: explorer.png (the page's screenshot) not refreshed")

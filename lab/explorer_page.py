@@ -19,9 +19,19 @@ def _base64(array):
 
 
 @torch.no_grad()
-def explorer_html(pair, images, labels, class_names, num_points=5000):
+def history_entry(history):
+    """A run's codes over training for the page: int16 with one scale (2 000 codes x epochs at half float32's size)."""
+    codes = history["codes"].float()
+    scale = max(float(codes.abs().max()), 1e-30) / 32767
+    return {"epochs": list(history["epochs"]), "scale": scale,
+            "codes": _base64(torch.round(codes / scale).numpy().astype(np.int16)),
+            "labels": _base64(history["labels"].clamp_min(0).numpy().astype(np.uint8))}
+
+
+def explorer_html(pair, images, labels, class_names, num_points=5000, histories=None):
     """One self-contained HTML page: both decoders' weights, their test codes, and the JavaScript that decodes
-    wherever the pointer goes (explorer_template.html). pair: {"autoencoder": model, "vae": model}.
+    wherever the pointer goes (explorer_template.html). pair: {"autoencoder": model, "vae": model}; histories
+    (optional, {kind: code_history}): each model's codes over training, for the page's slider over epochs.
 
     Weights go in as int16 with one float32 scale per output unit: the size of float16, but the decoded
     pixels stay within 1e-3 of PyTorch's (float16 weights were 3e-3 off on the AutoEncoder's far codes).
@@ -43,7 +53,8 @@ def explorer_html(pair, images, labels, class_names, num_points=5000):
         entries.append({"id": kind, "title": model_title(model), "activation": model.model_args["activation"],
                         "layers": layers, "codes": _base64(codes.numpy().astype(np.float32)),
                         "labels": _base64(labels[:num_points].clamp_min(0).cpu().numpy().astype(np.uint8)),  # unlabelled (-1): one colour
-                        "box": [low[0], high[0], low[1], high[1]]})
+                        "box": [low[0], high[0], low[1], high[1]],
+                        **({"history": history_entry(histories[kind])} if histories and kind in histories else {})})
     colours = ["#%02x%02x%02x" % tuple(int(255 * c) for c in colour[:3]) for colour in class_colours(max(10, len(class_names)))]
     shape = list(next(iter(pair.values())).image_shape)
     payload = json.dumps({"classes": list(class_names), "colours": colours, "shape": shape, "models": entries},

@@ -102,3 +102,14 @@ def test_the_committed_training_animation_opens_in_the_browser(tmp_path):
                     f"this.naturalWidth + 'x' + this.naturalHeight\"></body></html>")
     dom = chromium(html, tmp_path, "--dump-dom", z=(0, 0))
     assert f"<title>{width}x{height}</title>" in dom
+
+
+def test_the_page_has_a_slider_over_the_epochs_the_checkpoints_kept(page, tmp_path):
+    """The committed checkpoints keep 20 epochs of codes: the slider spans them and, at its end, the test codes."""
+    final = chromium(page, tmp_path, "--dump-dom", z=(0.0, 0.0))
+    assert re.search(r'id="epoch"[^>]*max="21"', final) or re.search(r'max="21"[^>]*id="epoch"', final)
+    assert "finished: the test codes" in final
+    early = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom",
+                            f"file://{page}#z=0,0&epoch=3"], capture_output=True, text=True, timeout=120).stdout
+    assert "epoch 3: 2000 validation codes" in early
+    assert page.stat().st_size < 2_500_000
