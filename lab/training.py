@@ -289,6 +289,16 @@ class EpochLog:
         self.shown_images = val_split.images[:32]
         self.shown_codes = torch.randn(64, model.latent_dim, generator=torch.Generator().manual_seed(0)).to(device)
 
+    def replay(self, kind, history):
+        """Every epoch's scatter of a finished run under latent/codes_on_fixed_axes, all on one box: the one that
+        holds 99.9 % of every epoch's codes (the live frames' box could only grow as the run went)."""
+        from lab.figures import codes_figure, history_limit
+        limit = history_limit(history["codes"])
+        for epoch, codes in zip(history["epochs"], history["codes"]):
+            self.writer.add_figure("latent/codes_on_fixed_axes", codes_figure(
+                codes, history["labels"].long(), kind, f"epoch {epoch}", limit, class_names=self.class_names,
+                size=(4.4, 4.0), dpi=72), epoch)
+
     @torch.no_grad()
     def epoch(self, epoch, model, train_metrics, val_metrics, lr, seconds, codes=None, labels=None, box=None):
         for k, v in tagged({f"loss_{k}": v for k, v in train_metrics.items()}).items():
@@ -390,6 +400,8 @@ def finish_run(name, model, splits, run, checkpoint_path, stored, val_metrics, t
     final = {f"final/val_{k}": v for k, v in tagged(val_metrics).items()} | \
         {f"final/test_{k}": v for k, v in tagged(test_metrics).items()}
     log_hparams(log.writer, model.kind, stored, final, run.epochs)
+    if history:  # the whole run's frames once more, on the axes its last epoch needs: frames that compare exactly
+        log.replay(model.kind, history.state)
     log.writer.close()
     print(f"{name} test  {loss_terms(test_metrics)} nats"
           + f"  pixel acc {100 * test_metrics['pixel_acc_0.5']:.2f}% (0.5) {100 * test_metrics['pixel_acc_0.6']:.2f}% (0.6)"

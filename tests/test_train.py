@@ -94,6 +94,7 @@ def test_event_files_hold_the_expected_tags(tmp_path):
     assert {"val/inputs_and_reconstructions", "samples/decoded_from_N(0,I)",
             "latent/codes_of_validation_images"} <= set(events.Tags()["images"])
     assert [e.step for e in events.Images("latent/codes_of_validation_images")] == [1, 2]
+    assert [e.step for e in events.Images("latent/codes_on_fixed_axes")] == [1, 2]  # replayed once it finished
     spread = events.Scalars("latent/code_norm_p99")
     assert [e.step for e in spread] == [1, 2] and all(0 < e.value < 100 for e in spread)
     hparams = b"".join(events.PluginTagToContent("hparams").values())  # the HPARAMS tab's protobufs
