@@ -16,7 +16,6 @@ import difflib
 import json
 import math
 import os
-import tomllib
 from dataclasses import dataclass
 
 from lab import seed_statistics as stats
@@ -58,6 +57,10 @@ class Plan:
 
 def read_plan(path):
     """The plan in the TOML file at path; a UserError naming what is wrong with it."""
+    try:
+        import tomllib  # Python 3.11 and later; the rest of the project runs on 3.9
+    except ImportError:
+        raise UserError("--plan needs Python 3.11 or later (its tomllib reads the plan)") from None
     try:
         with open(path, "rb") as f:
             raw = f.read()

@@ -3,7 +3,8 @@
     python studies/power.py                          # the plan studies/confirmatory.toml, ~6 s
     python studies/power.py studies/confirmatory.toml --simulations 20000
 
-Reads the plan and its pilot (the exploratory runs it names: readme/study.json, seeds 0-4) and prints, per
+(Python 3.11 or later: it reads the plan with tomllib.) Reads the plan and its pilot (the exploratory runs it
+names: readme/study.json, seeds 0-4) and prints, per
 claim: each model's standard deviation over the pilot's seeds, the plan's smallest effect of interest, the n per
 model at which the plan's test (two-sided Welch t) reaches the plan's power at that effect and at alpha / (number
 of claims), Holm's strictest threshold, and a simulation of the test at that n that checks the formula. Then the
