@@ -16,6 +16,7 @@ import difflib
 import json
 import math
 import os
+import statistics
 from dataclasses import dataclass
 
 from lab import seed_statistics as stats
@@ -23,6 +24,7 @@ from lab.config import EvalConfig
 from lab.files import UserError, file_sha256, strict_json, writable_dir, write_atomically
 from lab.provenance import ROOT, added_commit_of, is_ancestor, last_commit_of
 from lab.runner import RunConfig
+from lab.seed_study import run_value
 
 POWER_COMMAND = "python studies/power.py"
 # the plan's recipe ([study] recipe), which governs should train.py's defaults ever change: every run is checked
@@ -187,7 +189,7 @@ def values_of(runs, dataset, kind, metric, sampler):
     for run in runs:
         if (run["dataset"], run["model"]) != (dataset, kind):
             continue
-        value = run["samplers"].get(sampler, {}).get(metric) if sampler else run["metrics"].get(metric)
+        value = run_value(run, metric, sampler)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             found[run["seed"]] = value
     return found
@@ -217,7 +219,7 @@ def compare(runs, plan):
         claim = next(c for c in plan.claims if c["text"] == row["claim"])
         row["p_holm"] = adjusted
         row["mde80_alpha"] = plan.alpha / family
-        row["mde80"] = stats.minimum_detectable_difference(stats.standard_deviation(a), stats.standard_deviation(b),
+        row["mde80"] = stats.minimum_detectable_difference(statistics.stdev(a), statistics.stdev(b),
                                                            len(a), len(b), plan.alpha / family) \
             if len(a) > 1 and len(b) > 1 else math.nan
         row["verdict"] = stats.two_sample_verdict(a, b, adjusted, claim["direction"], plan.alpha)

@@ -170,11 +170,6 @@ def welch_ci95(a, b, level=0.95):
     return difference, (difference - half, difference + half)
 
 
-def standard_deviation(values):
-    n = len(values)
-    return math.sqrt(sum((v - sum(values) / n) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
-
-
 def two_sample_verdict(a, b, p_adjusted, direction, alpha=ALPHA):
     """The confirmatory plan's verdict rule (studies/confirmatory.toml): holds when the Holm-adjusted p < alpha and
     mean(b) - mean(a) has the sign of the claim's direction, reversed when it has the other sign, not shown
