@@ -81,7 +81,8 @@ def process_pool(task, items, jobs):
     except (KeyboardInterrupt, GeneratorExit):
         for process in context.active_children():  # stop the workers' runs too; they keep their last epoch
             process.terminate()
-        pool.shutdown(cancel_futures=True)
+        # not waiting for the pool's bookkeeping: the terminated workers end on their own within a second or two
+        pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
 
