@@ -50,7 +50,10 @@ def evaluate_run(model, splits, reference, study):
     if model.kind == "vae":
         bounds = measures.likelihood_bounds(model, test.images, k=evaluation.iwae_draws, seed=seed,
                                             quadrature=evaluation.quadrature)
-        result |= {"neg_elbo_nats": bounds["neg_elbo"], "iwae_nll": bounds["iwae_nll"], "nll_nats": bounds.get("nll")}
+        result |= {"neg_elbo_nats": bounds["neg_elbo"], "iwae_nll": bounds["iwae_nll"], "nll_nats": bounds.get("nll"),
+                   "iwae_ess": bounds["iwae_ess"], "iwae_low_ess_share": bounds["iwae_low_ess_share"]}
+        if "quadrature_step_error_nats" in bounds:  # what the quadrature's -log p(x) is exact to (measures.py)
+            result["quadrature_step_error_nats"] = bounds["quadrature_step_error_nats"]
         if "nll_skipped" in bounds:
             result["nll_skipped"] = bounds["nll_skipped"]
     prior = samplers.prior_sampler(model.latent_dim, seed)(evaluation.num_samples)

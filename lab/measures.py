@@ -4,6 +4,7 @@ All losses are in nats per image; accuracies are fractions in [0, 1]. Measures o
 (which need the judge) are in sample_measures.py; statistics over seeds in seed_statistics.py.
 """
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -72,25 +73,31 @@ def all_black_baseline(images):
 
 @torch.no_grad()
 def elbo_and_iwae(model, images, k=100, chunk=50, seed=0):
-    """Two estimates of -log p(x) for a VAE from the same k draws z_i ~ q(z | x), nats per image:
+    """Two estimates of -log p(x) for a VAE from the same k draws z_i ~ q(z | x), nats per image, and how many
+    of the draws the second rests on:
 
         -ELBO   = -(1/k) sum_i log w_i          (the mean of k one-sample ELBOs; k draws only cut its noise)
         -IWAE_k = -log (1/k) sum_i w_i,   w_i = p(x | z_i) p(z_i) / q(z_i | x)     (Burda et al. 2016, eq. 8)
+        ESS     = (sum_i w_i)² / sum_i w_i²     (Kish's effective sample size, 1 to k)
 
     The IWAE bound tightens as k grows; from the same draws it is never above the -ELBO (Jensen), image by
-    image. The draws go `chunk` at a time, combined with running sums, so memory stays at chunk x images
-    (50 x 100 images: 16 MB of logits, which stays in the CPU cache and is faster than larger chunks).
+    image. A small ESS says a few draws carry the weight: q misses where p(z | x) lies (a mode, a tail), and
+    the bound may still be far above -log p(x) however it looks. The draws go `chunk` at a time, combined with
+    running sums, so memory stays at chunk x images (50 x 100 images: 16 MB of logits, which stays in the CPU
+    cache and is faster than larger chunks).
     """
     generator = torch.Generator(device=images.device).manual_seed(seed)
     mu, logvar = model.encode_dist(images)
-    log_weights, weight_sum = [], torch.zeros(len(images), device=images.device)
+    log_sums, log_square_sums, weight_sum = [], [], torch.zeros(len(images), device=images.device)
     for start in range(0, k, chunk):
         eps = torch.randn(min(chunk, k - start), *mu.shape, generator=generator, device=mu.device)
         log_w, _, _ = model.log_importance_weights(images, mu, logvar, eps)  # n x B
-        log_weights.append(torch.logsumexp(log_w, dim=0))
+        log_sums.append(torch.logsumexp(log_w, dim=0))
+        log_square_sums.append(torch.logsumexp(2 * log_w, dim=0))
         weight_sum += log_w.sum(0)
-    log_px = torch.logsumexp(torch.stack(log_weights), dim=0) - math.log(k)
-    return -weight_sum / k, -log_px
+    log_sum = torch.logsumexp(torch.stack(log_sums), dim=0)
+    ess = torch.exp(2 * log_sum - torch.logsumexp(torch.stack(log_square_sums), dim=0))
+    return -weight_sum / k, -(log_sum - math.log(k)), ess
 
 
 def iwae_nll(model, images, k=1000, chunk=50, seed=0):
@@ -103,21 +110,34 @@ def iwae_nll_of_split(model, images, k=1000, batch_size=100, seed=0):
     return likelihood_bounds(model, images, k, seed, quadrature=False, batch_size=batch_size)["iwae_nll"]
 
 
+LOW_ESS = 0.05  # an image's IWAE bound rests on few draws when its ESS is below this share of k
+
+
 @torch.no_grad()
 def likelihood_bounds(model, images, k=100, seed=0, quadrature=True, batch_size=100):
     """A VAE's three numbers for -log p(x) on the same images, means in nats per image, each below the last:
     neg_elbo and iwae_nll (elbo_and_iwae, k draws per image), and nll, the quadrature (2-D latents only;
     None with nll_skipped saying why when the posteriors lie beyond its reach). -ELBO >= IWAE holds image by
-    image; IWAE >= the quadrature in expectation, by the IWAE gap (nats) against its noise (hundredths)."""
-    sums = {"neg_elbo": 0.0, "iwae_nll": 0.0}
+    image; IWAE >= the quadrature in expectation, by the IWAE gap (nats) against its noise (hundredths).
+
+    With them, what each rests on: iwae_ess, the mean effective sample size of the IWAE weights (draws out of
+    k), and iwae_low_ess_share, the share of images below LOW_ESS x k; for the quadrature,
+    quadrature_step_error_nats, the largest per-image change of its last step halving (nll is exact to within
+    it, and called exact in the reports only below QUADRATURE_BOUND), and quadrature_refined_images, how many
+    images needed a step finer than QUADRATURE_STEP."""
+    sums = {"neg_elbo": 0.0, "iwae_nll": 0.0, "iwae_ess": 0.0, "iwae_low_ess_share": 0.0}
     for i in range(0, len(images), batch_size):
-        neg_elbo, iwae = elbo_and_iwae(model, images[i:i + batch_size], k, seed=seed + i)
+        neg_elbo, iwae, ess = elbo_and_iwae(model, images[i:i + batch_size], k, seed=seed + i)
         sums["neg_elbo"] += neg_elbo.sum().item()
         sums["iwae_nll"] += iwae.sum().item()
+        sums["iwae_ess"] += ess.sum().item()
+        sums["iwae_low_ess_share"] += (ess < LOW_ESS * k).sum().item()
     result = {name: total / len(images) for name, total in sums.items()}
     if quadrature and model.latent_dim == 2:
         try:
-            result["nll"] = quadrature_nll(model, images, quadrature_extent(model, images)).mean().item()
+            exact = certified_quadrature(model, images, quadrature_extent(model, images))
+            result |= {"nll": exact.nll.mean().item(), "quadrature_step_error_nats": exact.step_error.max().item(),
+                       "quadrature_refined_images": int((exact.step < QUADRATURE_STEP * (1 - 1e-6)).sum())}
         except OutOfReach as e:
             result["nll"], result["nll_skipped"] = None, str(e)
     return result
@@ -154,13 +174,32 @@ def quadrature_extent(model, images, least=6.0):
     return max(least, math.ceil(need))
 
 
-def _tile_points(extent, tile, step, device):
-    """Midpoints of a step x step grid over [-extent, extent]², grouped by tile: tiles² x points-per-tile x 2."""
+# the largest disagreement, nats per image, between a quadrature's final step and the next coarser one under which
+# its -log p(x) is called exact; images above it are refined step by step, down to FINEST_STEP
+QUADRATURE_BOUND = 0.01
+QUADRATURE_STEP = 0.02  # where every image starts (compared with twice it)
+FINEST_STEP = QUADRATURE_STEP / 16
+
+
+@dataclass
+class Quadrature:
+    """certified_quadrature()'s result, per image: -log p(x) at the image's final step (nats), the step, and
+    step_error, |-log p(x) at that step - at twice that step| (nats): how far the last halving of the step moved it."""
+    nll: torch.Tensor
+    step: torch.Tensor
+    step_error: torch.Tensor
+
+
+def _tile_points(extent, tile, step, device, tiles=None):
+    """Midpoints of a step x step grid over [-extent, extent]², grouped by tile: tiles x points-per-tile x 2
+    (tiles: the indices of the tiles wanted, row-major; default all)."""
     tiles_per_axis, per_tile = round(2 * extent / tile), round(tile / step)
-    corners = -extent + tile * torch.arange(tiles_per_axis, device=device, dtype=torch.float32)
+    if tiles is None:
+        tiles = torch.arange(tiles_per_axis ** 2, device=device)
+    tiles = torch.as_tensor(tiles, device=device).reshape(-1)
+    corners = -extent + tile * torch.stack([tiles // tiles_per_axis, tiles % tiles_per_axis], 1).float()
     offsets = step * (torch.arange(per_tile, device=device, dtype=torch.float32) + 0.5)
-    return (torch.cartesian_prod(corners, corners)[:, None, :]
-            + torch.cartesian_prod(offsets, offsets)[None, :, :])
+    return corners[:, None, :] + torch.cartesian_prod(offsets, offsets)[None, :, :]
 
 
 def _log_joint(model, x, points):
@@ -171,36 +210,20 @@ def _log_joint(model, x, points):
     return x @ logits.T + F.logsigmoid(-logits).sum(1) + log_prior
 
 
-@torch.no_grad()
-def quadrature_nll(model, images, extent=6.0, step=0.02, tile=0.5, coarse_step=0.1, keep_nats=20.0,
-                   image_chunk=1000, point_chunk=4000):
-    """-log p(x) of a 2-D latent model by integrating over the latent plane, nats per image:
-
-        p(x) = ∫ p(x | z) p(z) dz  ≈  sum over a step x step grid on [-extent, extent]² of p(x | z) N(z; 0, I) step²
-
-    With two latent dimensions the integral needs no estimator, and the sum converges fast (a smooth
-    integrand; on the README's models step 0.02 agrees with 0.005 to 0.003 nats). Leaving out the mass
-    beyond `extent` can only lower p(x): negligible while the box holds the posteriors (quadrature_extent
-    says how wide it must be; a posterior far out, where p(x|z) is large enough to outweigh a tiny p(z),
-    would make the result wrong, not just loose).
-
-    Each image's integrand is concentrated where its posterior lies, a few tiles of the plane; the fine
-    grid everywhere would cost 361 201 decodes and a 10 000 x 361 201 x 784 product. So the plane is cut
-    into tile x tile tiles and summed twice: first on a coarse grid (step coarse_step) for every image and
-    tile; then, for each image, the tiles within keep_nats of its largest tile and their neighbours are
-    summed again on the fine grid. A tile left coarse holds under e^-keep_nats of the image's likelihood,
-    so its coarse sum changes p(x) by far less than the fine grid's own error (a test checks the result
-    against the fine grid everywhere).
-    """
-    if model.latent_dim != 2:
-        raise ValueError(f"quadrature needs a 2-D latent space, this model has {model.latent_dim} dimensions")
-    for outer, inner in ((2 * extent, tile), (tile, step), (tile, coarse_step)):
-        if abs(outer / inner - round(outer / inner)) > 1e-6:
+def _check_grid(extent, tile, *steps):
+    for outer, inner in ((2 * extent, tile),) + tuple((tile, s) for s in steps):
+        if abs(outer / inner - round(outer / inner)) > 1e-5 * max(1.0, outer / inner):  # float32 steps too
             raise ValueError(f"quadrature grid: {outer:g} is not a whole number of {inner:g}-wide steps")
-    device, x = images.device, images.flatten(1)
-    coarse = _tile_points(extent, tile, coarse_step, device)  # tiles x 25 x 2
+
+
+def _tiles_that_matter(model, x, extent, tile, coarse_step, keep_nats, image_chunk, point_chunk):
+    """Each image's coarse log mass per tile (images x tiles), and which tiles to sum finely: those within
+    keep_nats of the image's largest, the one holding its posterior mean (a posterior narrower than the coarse
+    step can fall between its points), and their neighbours (a peak near a tile's edge spills over)."""
+    device = x.device
+    coarse = _tile_points(extent, tile, coarse_step, device)  # tiles x 16 x 2
     tiles, per_coarse_tile = coarse.shape[:2]
-    tile_mass = torch.empty(len(x), tiles, device=device)  # log of each tile's share of p(x), coarse
+    tile_mass = torch.empty(len(x), tiles, device=device)
     # whole tiles at a time, each summed at once: only image_chunk x point_chunk values exist together (holding
     # every coarse point for a chunk of 1000 images took 8.8 GB on the ±29 box of the best model)
     tiles_per_chunk = max(1, point_chunk // per_coarse_tile)
@@ -209,15 +232,77 @@ def quadrature_nll(model, images, extent=6.0, step=0.02, tile=0.5, coarse_step=0
             log_joint = _log_joint(model, x[i:i + image_chunk], coarse[j:j + tiles_per_chunk].reshape(-1, 2))
             tile_mass[i:i + image_chunk, j:j + tiles_per_chunk] = (
                 torch.logsumexp(log_joint.view(len(log_joint), -1, per_coarse_tile), 2) + 2 * math.log(coarse_step))
-    # the tiles that matter to each image, and their neighbours (a peak near a tile's edge spills over)
     side = round(math.sqrt(tiles))
-    matters = (tile_mass >= tile_mass.max(1, keepdim=True).values - keep_nats).float().view(-1, 1, side, side)
-    matters = F.max_pool2d(matters, 3, stride=1, padding=1).view(len(x), tiles) > 0
-    fine = _tile_points(extent, tile, step, device)
+    matters = tile_mass >= tile_mass.max(1, keepdim=True).values - keep_nats
+    if hasattr(model, "encode_dist"):
+        mu = model.encode_dist(x.view(len(x), *model.image_shape))[0]
+        cell = ((mu + extent) / tile).floor().long().clamp(0, side - 1)
+        matters[torch.arange(len(x), device=device), cell[:, 0] * side + cell[:, 1]] = True
+    matters = F.max_pool2d(matters.float().view(-1, 1, side, side), 3, stride=1, padding=1).view(len(x), tiles) > 0
+    return tile_mass, matters
+
+
+def _log_px(model, x, tile_mass, matters, extent, tile, step, point_chunk):
+    """log p(x) per image: the tiles that matter summed on the step grid, the others as the coarse pass had them."""
+    mass = tile_mass.clone()
     for t in matters.any(0).nonzero().flatten().tolist():
         rows = matters[:, t].nonzero().flatten()
-        tile_mass[rows, t] = torch.logsumexp(_log_joint(model, x[rows], fine[t]), 1) + 2 * math.log(step)
-    return -torch.logsumexp(tile_mass, 1)
+        points = _tile_points(extent, tile, step, x.device, [t])[0]
+        parts = [torch.logsumexp(_log_joint(model, x[rows], points[p:p + point_chunk]), 1)
+                 for p in range(0, len(points), point_chunk)]
+        mass[rows, t] = torch.logsumexp(torch.stack(parts), 0) + 2 * math.log(step)
+    return torch.logsumexp(mass, 1)
+
+
+@torch.no_grad()
+def certified_quadrature(model, images, extent=6.0, step=QUADRATURE_STEP, bound=QUADRATURE_BOUND,
+                         finest_step=FINEST_STEP, tile=0.4, coarse_step=0.1, keep_nats=20.0, image_chunk=1000,
+                         point_chunk=4000):
+    """-log p(x) of a 2-D latent model by integrating over the latent plane, nats per image, with a step each
+    image's integrand is resolved by (a Quadrature):
+
+        p(x) = ∫ p(x | z) p(z) dz  ≈  sum over a step x step grid on [-extent, extent]² of p(x | z) N(z; 0, I) step²
+
+    With two latent dimensions the integral needs no estimator, only a grid fine enough for the integrand. A
+    fixed step is not: a posterior with sd 0.003 (the best VAE has them) puts its mass between the points of a
+    0.02 grid, and its image's value then moves by a tenth of a nat when the step changes. So the sum certifies
+    itself: every image is summed at 2 x step and at step; an image whose two sums differ by more than `bound`
+    nats is summed again at half the step, and again, until two successive steps agree or the step reaches
+    finest_step. step_error is each image's last disagreement; an image still above `bound` is reported, never
+    hidden (the midpoint rule's error shrinks fast once the step is below the integrand's width, so the last
+    halving's change bounds the error left in practice; a mode no tile was refined over is not seen by any step).
+
+    Leaving out the mass beyond `extent` can only lower p(x): negligible while the box holds the posteriors
+    (quadrature_extent says how wide it must be). Each image's integrand is concentrated where its posterior
+    lies, a few tiles of the plane; the fine grid everywhere would cost 361 201 decodes and a 10 000 x 361 201 x
+    784 product at step 0.02. So the plane is cut into tile x tile tiles, summed on a coarse grid (coarse_step)
+    for every image and tile, and only the tiles that matter to an image (_tiles_that_matter) are summed on the
+    fine grids; a tile left coarse holds under e^-keep_nats of the image's likelihood, so its coarse sum changes
+    p(x) by far less than the fine grid's own error (a test checks the result against the fine grid everywhere).
+    """
+    if model.latent_dim != 2:
+        raise ValueError(f"quadrature needs a 2-D latent space, this model has {model.latent_dim} dimensions")
+    _check_grid(extent, tile, coarse_step, 2 * step, step)
+    x = images.flatten(1)
+    tile_mass, matters = _tiles_that_matter(model, x, extent, tile, coarse_step, keep_nats, image_chunk, point_chunk)
+    log_px = _log_px(model, x, tile_mass, matters, extent, tile, step, point_chunk)
+    steps = torch.full((len(x),), step, device=x.device)
+    if bound == math.inf:  # one step, uncertified (tests of the tiling; a reference grid): no error is known
+        return Quadrature(nll=-log_px, step=steps, step_error=torch.full_like(log_px, math.nan))
+    coarser = _log_px(model, x, tile_mass, matters, extent, tile, 2 * step, point_chunk)
+    step_error = (log_px - coarser).abs()
+    while (unsettled := (step_error > bound).nonzero().flatten()).numel() and step / 2 >= finest_step * (1 - 1e-6):
+        step /= 2
+        _check_grid(extent, tile, step)
+        finer = _log_px(model, x[unsettled], tile_mass[unsettled], matters[unsettled], extent, tile, step, point_chunk)
+        step_error[unsettled] = (finer - log_px[unsettled]).abs()
+        log_px[unsettled], steps[unsettled] = finer, step
+    return Quadrature(nll=-log_px, step=steps, step_error=step_error)
+
+
+def quadrature_nll(model, images, extent=6.0, step=QUADRATURE_STEP, **settings):
+    """-log p(x) per image, nats, by certified_quadrature(); with bound=math.inf, at `step` alone."""
+    return certified_quadrature(model, images, extent, step, **settings).nll
 
 
 def knn_accuracy(train_codes, train_labels, test_codes, test_labels, k=5, batch_size=1000):

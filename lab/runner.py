@@ -33,7 +33,8 @@ DEFAULT_JOBS = 2  # two 1-thread runs side by side beat one 2-thread run on a 2-
 # seed_study.py's and beta_sweep.py's evaluate_run) can move a number: cached evaluations are then redone.
 # tests/test_stage_versions.py fails on any change to that code until the fingerprint is re-recorded (after a bump).
 # 3: bounds on the same images, tiled quadrature, recon at the posterior mean, density and coverage.
-EVALUATION_VERSION = 3
+# 4: the quadrature's step certified per image (quadrature_step_error_nats), the IWAE weights' effective sample size.
+EVALUATION_VERSION = 4
 CACHE_BOOKKEEPING = ("checkpoint_sha256", "settings", "evaluate_seconds")
 # the libraries an evaluation's numbers come from: an upgrade of one re-evaluates (it retrains nothing)
 EVALUATION_LIBRARIES = ("torch", "numpy", "scipy", "sklearn", "torchmetrics")

@@ -58,13 +58,50 @@ def test_bounds_of_a_trained_vae_are_ordered_and_rate_and_distortion_recompute_b
     assert neg_elbo > iwae > exact, (neg_elbo, iwae, exact)
     assert neg_elbo - exact < 10  # and they measure the same thing: a few nats apart, not tens
     # the study's numbers: -ELBO and IWAE from the same draws, so -ELBO >= IWAE image by image (Jensen)
-    per_image_elbo, per_image_iwae = measures.elbo_and_iwae(vae, test.images, k=20)
+    per_image_elbo, per_image_iwae, ess = measures.elbo_and_iwae(vae, test.images, k=20)
     assert (per_image_elbo >= per_image_iwae).all()
+    assert ((ess >= 1 - 1e-4) & (ess <= 20 + 1e-4)).all()
     bounds = measures.likelihood_bounds(vae, test.images, k=20)
     assert bounds["neg_elbo"] == pytest.approx(per_image_elbo.mean().item(), abs=0.5)  # other draws (seed per batch)
     assert bounds["neg_elbo"] > bounds["iwae_nll"] > bounds["nll"]
     assert bounds["neg_elbo"] == pytest.approx(neg_elbo, abs=1.0)  # k draws vs one draw and the exact KL
     assert bounds["nll"] == pytest.approx(measures.quadrature_nll(vae, test.images, extent=6.0).mean().item())
+    assert 0 <= bounds["quadrature_step_error_nats"] <= measures.QUADRATURE_BOUND
+    assert bounds["iwae_ess"] == pytest.approx(ess.mean().item(), rel=0.2)  # other draws, as above
+    assert bounds["iwae_low_ess_share"] == pytest.approx((ess < measures.LOW_ESS * 20).float().mean().item(), abs=0.1)
+
+
+def test_effective_sample_size_is_kish_s_of_the_importance_weights(small_vae):
+    images = torch.bernoulli(torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(1)))
+    _, _, ess = measures.elbo_and_iwae(small_vae, images, k=30, chunk=7, seed=2)
+    # the same draws in one chunk: the weights themselves, and Kish's formula on them
+    generator = torch.Generator().manual_seed(2)
+    mu, logvar = small_vae.encode_dist(images)
+    eps = torch.cat([torch.randn(min(7, 30 - s), *mu.shape, generator=generator) for s in range(0, 30, 7)])
+    with torch.no_grad():
+        log_w = small_vae.log_importance_weights(images, mu, logvar, eps)[0].double()
+    w = torch.exp(log_w - log_w.max(0).values)  # ESS does not change with the weights' scale
+    assert torch.allclose(ess.double(), w.sum(0) ** 2 / (w ** 2).sum(0), rtol=1e-4)
+
+
+def test_quadrature_refines_an_image_whose_posterior_is_narrower_than_its_step():
+    """A decoder that turns 0.003 of latent distance into nats (its first layer scaled up) has integrands far
+    narrower than the 0.02 step: the fixed step is off by more than the bound, the certified one refines those
+    images and agrees with a grid 8 times finer than 0.02, to within the step error it reports."""
+    torch.manual_seed(0)
+    vae = models.VAE(hidden_dims=[16]).eval()
+    with torch.no_grad():
+        vae.decoder[0].weight.mul_(200.0)
+        images = torch.bernoulli(vae.decode(0.2 * torch.randn(6, 2)))
+    extent = 1.2
+    fixed = measures.quadrature_nll(vae, images, extent, step=0.02, bound=math.inf)
+    finest = measures.quadrature_nll(vae, images, extent, step=0.02 / 8, bound=math.inf)
+    certified = measures.certified_quadrature(vae, images, extent, finest_step=0.02 / 8)
+    assert (fixed - finest).abs().max() > 10 * measures.QUADRATURE_BOUND  # the case: the fixed step is wrong
+    assert (certified.step < 0.02).any() and certified.step.min() >= 0.02 / 8 * (1 - 1e-6)
+    settled = certified.step_error <= measures.QUADRATURE_BOUND
+    assert settled.all(), certified.step_error
+    assert ((certified.nll - finest).abs() <= certified.step_error + 1e-3).all()
 
 
 def test_iwae_is_repeatable_for_a_seed_with_any_chunk_size(small_vae):
@@ -112,19 +149,43 @@ def test_quadrature_of_a_decoder_that_ignores_its_code_is_its_cross_entropy():
 
 def test_quadrature_refines_only_where_it_matters_and_agrees_with_the_fine_grid_everywhere():
     """The tiled sum (coarse everywhere, fine where an image's likelihood lies) against the fine grid summed over
-    the whole box, image by image, on the committed VAE."""
+    the whole box, image by image, on the committed VAE, at one step (bound=inf: no refinement)."""
     import data
     vae = models.load_checkpoint(os.path.join(ROOT, "checkpoints", "vae.pt"))
     images = data.load_dataset("mnist", DATA_DIR)["test"].images[:100]
-    tiled = measures.quadrature_nll(vae, images, extent=4.0, step=0.05)
-    everywhere = measures.quadrature_nll(vae, images, extent=4.0, step=0.05, keep_nats=math.inf)
+    tiled = measures.quadrature_nll(vae, images, extent=4.0, step=0.05, bound=math.inf)
+    everywhere = measures.quadrature_nll(vae, images, extent=4.0, step=0.05, keep_nats=math.inf, bound=math.inf)
     assert (tiled - everywhere).abs().max() < 1e-3
     # the coarse pass in other chunks (5 tiles and 40 images at a time, uneven at the end): the same sums
-    chunked = measures.quadrature_nll(vae, images, extent=4.0, step=0.05, image_chunk=40, point_chunk=130)
+    chunked = measures.quadrature_nll(vae, images, extent=4.0, step=0.05, image_chunk=40, point_chunk=130,
+                                      bound=math.inf)
     assert torch.allclose(chunked, tiled, rtol=0, atol=1e-4)
-    assert not torch.equal(tiled, measures.quadrature_nll(vae, images, extent=4.0, step=0.05, keep_nats=0.0))
+    assert not torch.equal(tiled, measures.quadrature_nll(vae, images, extent=4.0, step=0.05, keep_nats=0.0,
+                                                          bound=math.inf))
     with pytest.raises(ValueError, match="whole number"):
         measures.quadrature_nll(vae, images, step=0.03)
+
+
+@pytest.mark.slow
+def test_the_best_vae_s_certified_quadrature_agrees_with_a_four_times_finer_grid():
+    """Image by image, on the images of the best model (checkpoints/binarized-mnist_vae_best.pt) with the
+    narrowest posteriors and on the first test images: each image's -log p(x) at the step the quadrature chose
+    agrees with a grid 4 times finer, to within the step error the evaluation reports (its largest)."""
+    import data
+    vae = models.load_checkpoint(os.path.join(ROOT, "checkpoints", "binarized-mnist_vae_best.pt"))
+    test = data.load_dataset("binarized-mnist", DATA_DIR)["test"].images
+    with torch.no_grad():
+        narrowest = vae.encode_dist(test)[1].min(1).values.argsort()[:6]
+    images = torch.cat([test[narrowest], test[:24]])
+    extent = measures.quadrature_extent(vae, images)
+    certified = measures.certified_quadrature(vae, images, extent)
+    reported = certified.step_error.max().item()
+    assert reported <= measures.QUADRATURE_BOUND
+    assert certified.step[:6].max() < measures.QUADRATURE_STEP  # the narrow ones needed a finer step
+    for step in certified.step.unique().tolist():
+        rows = (certified.step == step).nonzero().flatten()
+        finer = measures.quadrature_nll(vae, images[rows], extent, step=float(f"{step:.6g}") / 4, bound=math.inf)
+        assert (certified.nll[rows] - finer).abs().max().item() <= reported, step
 
 
 @pytest.mark.slow
