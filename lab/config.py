@@ -65,6 +65,11 @@ class TrainConfig:
                                         "1e10 and more), which would otherwise swell Adam's step statistics and stall "
                                         "the rest of the run; a run it never acts on is bit for bit the same "
                                         "(default: %(default)g)")
+    patience: int = setting(None, RECIPE, type=cli.positive_int, metavar="N",
+                            help="early stopping: end the run once the validation objective has not improved for N "
+                                 "epochs, and keep the weights of its best epoch (--epochs is then the most it may "
+                                 "train; pair it with --schedule constant, as the cosine schedule is laid out over "
+                                 "--epochs). Default: train every epoch, keep the last")
     seed: int = setting(0, SEED, type=cli.non_negative_int,
                         help="the training seed: weights, batch order and the VAE's draws (default: %(default)s)")
     # the data
@@ -172,7 +177,7 @@ def as_checkpoint_dict(config, **extra):
 
 # what files written before a field existed were trained with (their field is absent)
 OLDER_FILES = {"precision": "fp32", "compile": False, "max_grad_norm": 0.0, "training_version": 0, "image_size": None,
-               "max_train_images": None, "iwae_k": 1, "threads": None, "name": None}
+               "max_train_images": None, "iwae_k": 1, "threads": None, "name": None, "patience": None}
 
 
 UNKNOWN = "unknown: not recorded in this older file"

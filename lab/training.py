@@ -39,7 +39,7 @@ def parse_args(argv=None):
                         "(default: 1, the plain ELBO)")
     config.add_flags(g, TrainConfig, ["iwae_k"])
     g = p.add_argument_group("optimisation")
-    config.add_flags(g, TrainConfig, ["epochs", "batch_size", "lr", "schedule", "max_grad_norm", "seed"])
+    config.add_flags(g, TrainConfig, ["epochs", "patience", "batch_size", "lr", "schedule", "max_grad_norm", "seed"])
     g = p.add_argument_group("files and hardware")
     config.add_flags(g, TrainConfig, ["dataset", "image_size", "data_dir", "checkpoint_dir", "name", "logdir"])
     cli.add_device_arguments(g)
@@ -350,6 +350,8 @@ def train_model(name, model, splits, run, device, evaluate_test=True, resume_fro
     moved_to, saved, val_metrics = None, None, {}
     if resume_from is not None:
         saved = (checkpoint_path, resume_from["epoch"])
+    best = (resume_from or {}).get("early_stopping") or {"epoch": 0, "objective": math.inf}
+    epoch = first_epoch - 1
     try:
         for epoch in range(first_epoch, run.epochs + 1):
             start = time.perf_counter()
@@ -365,22 +367,34 @@ def train_model(name, model, splits, run, device, evaluate_test=True, resume_fro
             codes = history.add(epoch) if history else None
             log.epoch(epoch, model, train_metrics, val_metrics, optimizer.param_groups[0]["lr"], seconds, codes,
                       history.state["labels"] if history else None, history.box() if history else None)
+            if run.patience and val_metrics["loss_total"] < best["objective"]:
+                best = {"epoch": epoch, "objective": val_metrics["loss_total"], "val_metrics": val_metrics,
+                        "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             if epoch == 1:
                 moved_to = keep_previous_checkpoint(checkpoint_path)
             models.save_checkpoint(
                 checkpoint_path, model, epoch=epoch, completed=False, **dataset_entries(run), config=stored,
                 optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
                 random_state=random_state(batch_order, device), val_metrics=val_metrics, train_seconds=train_seconds,
-                code=code, **({"code_history": history.state} if history else {}))
+                code=code, **({"code_history": history.state} if history else {}),
+                **({"early_stopping": best} if run.patience else {}))
             saved = (checkpoint_path, epoch)
             print(f"{name} epoch {epoch:2d}/{run.epochs}  train objective {train_metrics['total']:.2f}  "
                   f"val {loss_terms(val_metrics)}  pixel acc {100 * val_metrics['pixel_acc_0.5']:.2f}%  {seconds:.1f}s",
                   flush=True)
+            if run.patience and epoch - best["epoch"] >= run.patience:
+                print(f"{name}: no better validation objective for {run.patience} epochs: stopped after epoch "
+                      f"{epoch}, keeping epoch {best['epoch']}'s weights ({best['objective']:.2f} nats)", flush=True)
+                break
+        if run.patience:  # early stopping keeps the best epoch's model, as the validation objective chose it
+            model.load_state_dict(best["weights"])
+            val_metrics = best["val_metrics"]
         if not evaluate_test:  # benchmarks time the epochs alone
             log.writer.close()
             return val_metrics
         return finish_run(name, model, splits, run, checkpoint_path, stored, val_metrics, train_seconds, log,
-                          moved_to, code, history)
+                          moved_to, code, history, epochs_trained=epoch,
+                          best_epoch=best["epoch"] if run.patience else None)
     except KeyboardInterrupt as stop:
         stopped = RunStopped(*(stop.args or ("interrupted",)))
         stopped.saved = saved
@@ -388,18 +402,21 @@ def train_model(name, model, splits, run, device, evaluate_test=True, resume_fro
 
 
 def finish_run(name, model, splits, run, checkpoint_path, stored, val_metrics, train_seconds, log, moved_to, code,
-               history=None):
-    """The test set's losses, the finished run's checkpoint and its HPARAMS summary; returns the test metrics."""
+               history=None, epochs_trained=None, best_epoch=None):
+    """The test set's losses, the finished run's checkpoint and its HPARAMS summary; returns the test metrics.
+    epochs_trained: where early stopping ended the run (default: run.epochs); best_epoch: whose weights it kept."""
+    epochs_trained = epochs_trained or run.epochs
     test_metrics = measures.evaluate_split(model, splits["test"])
     # The finished run's checkpoint leaves out the optimizer and schedule state: the schedule has
     # decayed to zero, so there is nothing to resume, and the file shrinks threefold (Adam keeps two
     # numbers per weight), which keeps the committed checkpoints small.
-    models.save_checkpoint(checkpoint_path, model, epoch=run.epochs, completed=True, **dataset_entries(run),
+    models.save_checkpoint(checkpoint_path, model, epoch=epochs_trained, completed=True, **dataset_entries(run),
                            config=stored, val_metrics=val_metrics, test_metrics=test_metrics, train_seconds=train_seconds,
-                           code=code, **({"code_history": history.state} if history else {}))
+                           code=code, **({"code_history": history.state} if history else {}),
+                           **({"best_epoch": best_epoch} if best_epoch is not None else {}))
     final = {f"final/val_{k}": v for k, v in tagged(val_metrics).items()} | \
         {f"final/test_{k}": v for k, v in tagged(test_metrics).items()}
-    log_hparams(log.writer, model.kind, stored, final, run.epochs)
+    log_hparams(log.writer, model.kind, stored, final, epochs_trained)
     if history:  # the whole run's frames once more, on the axes its last epoch needs: frames that compare exactly
         log.replay(model.kind, history.state)
     log.writer.close()

@@ -292,3 +292,24 @@ def test_a_resumed_run_has_the_history_of_an_uninterrupted_one(tmp_path, monkeyp
 def test_a_model_whose_codes_are_not_2d_keeps_no_history(tmp_path):
     quick_train(tmp_path, "--train_autoencoder", "--epochs", "1", "--max_train_images", "500", "--latent_dim", "3")
     assert "code_history" not in torch.load(tmp_path / "ck" / "autoencoder.pt", weights_only=True)
+
+
+def test_early_stopping_ends_the_run_after_patience_epochs_and_keeps_the_best_epoch(tmp_path, monkeypatch):
+    """The validation objective is scripted (4 is best, at epoch 2; epochs 3 and 4 do not beat it): with
+    --patience 2 the run stops after epoch 4 of at most 6 and the checkpoint holds epoch 2's weights."""
+    real_evaluate, objectives, weights = training.measures.evaluate_split, iter([5.0, 4.0, 4.5, 4.2, 1.0, 1.0]), []
+
+    def scripted(model, split, *a, **k):
+        metrics = real_evaluate(model, split, *a, **k)
+        if len(split) == 5000:  # the validation split: each epoch's weights and its scripted objective
+            weights.append({k: v.clone() for k, v in model.state_dict().items()})
+            metrics["loss_total"] = next(objectives)
+        return metrics
+    monkeypatch.setattr(training.measures, "evaluate_split", scripted)
+    quick_train(tmp_path, "--train_autoencoder", "--epochs", "6", "--max_train_images", "300", "--patience", "2",
+                "--schedule", "constant")
+    saved = torch.load(tmp_path / "ck" / "autoencoder.pt", weights_only=True)
+    assert len(weights) == 4 and saved["epoch"] == 4 and saved["best_epoch"] == 2 and saved["completed"]
+    assert saved["config"]["patience"] == 2 and saved["val_metrics"]["loss_total"] == 4.0
+    assert all(torch.equal(saved["model_state"][k], weights[1][k]) for k in weights[1])
+    assert not all(torch.equal(saved["model_state"][k], weights[3][k]) for k in weights[3])
