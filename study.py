@@ -63,8 +63,10 @@ def build_parser():
                    help="folder whose study.md and beta-continuum.md get the generated tables (between "
                         "<!-- study:begin/end --> and <!-- beta:begin/end -->) (default: %(default)s)")
     p.add_argument("--report_only", action="store_true",
-                   help="train and evaluate nothing: redraw the reports, figures and Markdown tables from "
-                        "<output_dir>/study.json (beta_sweep.json with --beta_sweep) as they are")
+                   help="train and evaluate nothing: recompute the statistics (summaries, verdicts) with this code "
+                        "from the runs' values in <output_dir>/study.json (beta_sweep.json with --beta_sweep), "
+                        "write them back with their own provenance, and redraw the reports, figures and Markdown "
+                        "tables")
     config.add_flags(p, EvalConfig, ["num_samples", "iwae_draws", "iwae_images"],
                      defaults={"iwae_draws": seed_study.EVALUATION.iwae_draws})
     p.add_argument("--plan", default=None, metavar="PLAN.toml",
@@ -161,10 +163,7 @@ def study_main(args, study):
               "settings": runner.evaluation_settings(study), "seeds": args.seeds, "datasets": args.datasets,
               "claims": [{"claim": c.text, "primary": c.metric, "sampler": c.sampler, "reason": c.reason,
                           "margin": c.margin} for c in seed_study.CLAIMS],
-              "floors": floors, "runs": runs, "summary": seed_study.summarise(runs),
-              "comparisons": seed_study.compare(runs), "diverged": seed_study.diverged(runs)}
-    if result["diverged"]:  # reported, with the verdicts once more without those seeds
-        result["comparisons_without_diverged"] = seed_study.compare(seed_study.without_seeds_of(runs, result["diverged"]))
+              "floors": floors, "runs": runs, **seed_study.statistics_of(runs)}
     write_atomically(os.path.join(args.output_dir, "study.json"), strict_json(result))
     return study_reports.study_reports(result, args)
 
@@ -214,12 +213,16 @@ def plan_main(args, device, command):
               "claims": [{k: c[k] for k in ("text", "metric", "sampler", "direction", "smallest_effect", "why")}
                          for c in plan.claims],
               "floors": {d: runner.floor_of(d, seed_study.prepare, study) for d in plan.datasets},
-              "runs": runs, "summary": seed_study.summarise(runs, interval="t"),
+              "runs": runs, "summary": seed_study.summarise(runs),
               "comparisons": confirmatory.compare(runs, plan), "diverged": seed_study.diverged(runs)}
     output_dir = os.path.join(args.output_dir, plan.name)
     writable_dir(output_dir)
     write_atomically(os.path.join(output_dir, "study.json"), strict_json(result))
-    return [os.path.join(plan.name, name) for name in study_reports.confirmatory_reports(result, output_dir)]
+    written = [os.path.join(plan.name, name) for name in study_reports.confirmatory_reports(result, output_dir)]
+    if args.readme != "none":  # the README's headline: these verdicts beside the exploratory study's
+        study_reports.refresh_headline(args.readme, args.output_dir, confirmatory=result,
+                                       confirmatory_path=os.path.join(output_dir, "study.json"))
+    return written
 
 
 def train_missing_judges(args, device):
@@ -250,7 +253,7 @@ def main(argv=None):
                 train_missing_judges(args, device)
             writable_dir(args.output_dir)
             if args.report_only:
-                written = study_reports.from_json(args)
+                written = study_reports.from_json(args, command)
             elif args.plan:
                 written = plan_main(args, device, command)
             else:

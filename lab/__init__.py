@@ -13,7 +13,7 @@ One file per concept; each imports only from the layers above it in this list:
     judge.py            the digit classifier that judges generated images, and its features
     sample_measures.py  numbers that describe a set of generated images (Fréchet distance, density, coverage)
     samplers.py         ways to draw codes for a model: its prior, or densities fitted to its codes
-    seed_statistics.py  intervals and tests over training seeds (t, Welch, bootstrap, TOST, Holm, power), the verdict
+    seed_statistics.py  intervals and tests over training seeds (t, Welch, TOST, Holm, power), the verdict
     run_log.py          TensorBoard runs: folders and the HPARAMS summary
     training.py         the training loop, checkpoints every epoch, resuming
     evaluation.py       every measure of one model, as evaluate.py's report lists them

@@ -10,7 +10,7 @@ from lab import measures, samplers
 from lab.config import EvalConfig
 from lab.runner import RunConfig
 from lab.sample_measures import measure_samples, reference_for
-from lab.seed_statistics import bootstrap_ci95
+from lab.seed_statistics import over_seeds
 from models import encode_in_batches
 
 BETAS = [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]  # from an AutoEncoder with noisy codes to posterior collapse
@@ -61,7 +61,7 @@ def evaluate_run(model, splits, reference, study):
 
 
 def summarise_sweep(runs):
-    """Mean, 95 % bootstrap interval (inside the measure's range) and every seed's value, per beta and measure."""
+    """Mean, 95 % t interval (seed_statistics.over_seeds) and every seed's value, per beta and measure."""
     groups = {}
     for run in runs:
         for metric in SWEEP_MEASURES:
@@ -72,7 +72,5 @@ def summarise_sweep(runs):
     summary = []
     for (beta, metric), by_seed in groups.items():
         values = [by_seed[s] for s in sorted(by_seed)]
-        mean, ci = bootstrap_ci95(values)
-        summary.append({"beta": beta, "metric": metric, "n": len(values), "mean": mean, "ci95": list(ci),
-                        "seeds": sorted(by_seed), "values": values})
+        summary.append({"beta": beta, "metric": metric, **over_seeds(values), "seeds": sorted(by_seed)})
     return summary

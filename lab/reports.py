@@ -1,5 +1,6 @@
 """Markdown tables and README blocks, drawn from the result dicts alone (evaluate.py's report, study.json,
 beta_sweep.json): a report never computes a number, so rerunning it never retrains or re-evaluates."""
+import math
 import os
 import re
 
@@ -95,10 +96,26 @@ def number(value, metric):
     return f"{value:.2f}"
 
 
-def interval(ci, metric):
+# measures that are shares, in [0, 1]: a t interval over a few seeds can reach past the range, and is drawn inside it
+SHARES = ("precision", "coverage", "confident", "grid_confident", "own_grid_confident", "ink_f1", "ink_iou",
+          "pixel_acc_0.5", "pixel_acc_0.6", "knn5_accuracy")
+
+
+def interval(ci, metric, difference=False):
+    """The interval as a report prints it: a share's drawn inside [0, 1] (a mean's only: a difference of shares
+    lies in [-1, 1], where no t interval here reaches); the stored interval is the t interval itself."""
     if ci is None or any(c is None or c != c for c in ci):  # null or nan: a single seed
         return "–"
-    return f"[{number(ci[0], metric)}, {number(ci[1], metric)}]"
+    low, high = ci
+    if metric in SHARES and not difference:
+        low, high = max(0.0, low), min(1.0, high)
+    return f"[{number(low, metric)}, {number(high, metric)}]"
+
+
+def detectable(comparison):
+    """The comparison's mde80 as a report prints it ('–' where there is none: a secondary measure, one seed)."""
+    mde = comparison.get("mde80")
+    return "–" if mde is None or mde != mde else ("∞" if mde == math.inf else number(mde, comparison["metric"]))
 
 
 def p_value(p):
@@ -108,29 +125,26 @@ def p_value(p):
 def claims_table(comparisons):
     """One row per claim and measure: the primary measure first, with its Holm-adjusted p and the verdict;
     the secondary measures after it, in italics, without verdict. Every seed's difference in the last column."""
-    lines = ["| data | claim | measure | AutoEncoder | VAE | VAE − AE (95 % CI) | p (Holm) | verdict | per seed |",
-             "|---" * 9 + "|"]
+    lines = ["| data | claim | measure | AutoEncoder | VAE | VAE − AE (95 % CI) | p (Holm) | verdict | "
+             "detectable (power 0.8) | per seed |", "|---" * 10 + "|"]
     previous = None
     for c in comparisons:
         claim = c["claim"] if (c["dataset"], c["claim"]) != previous else "〃"
         previous = (c["dataset"], c["claim"])
         measure = MEASURE_TITLES[c["metric"]] + (f", {TITLES[c['sampler']]} samples" if c["sampler"] else "")
-        diff = f"{number(c['mean'], c['metric'])} {interval(c['ci95'], c['metric'])}"
+        diff = f"{number(c['mean'], c['metric'])} {interval(c['ci95'], c['metric'], difference=True)}"
         if c.get("margin") is not None:
-            diff += f"; 90 % CI {interval(c['ci90'], c['metric'])} vs ±{c['margin']:g}"
+            diff += f"; 90 % CI {interval(c['ci90'], c['metric'], difference=True)} vs ±{c['margin']:g}"
         if c["primary"]:
-            verdict = {"holds": "**holds**", "reversed": "**reversed**", "equivalent": "**equivalent**"}.get(
-                c["verdict"], c["verdict"])
+            verdict = "not shown" if c["verdict"] == "not shown" else f"**{c['verdict']}**"
             if c.get("margin") is not None and c["verdict"] == "not shown":
-                low, high = c["ci90"]
-                outside = low is not None and (low >= c["margin"] or high <= -c["margin"])
-                verdict += " (not equivalent: outside the margin)" if outside else " (interval too wide to tell)"
+                verdict += " (interval too wide to tell)"
         else:
             measure, verdict = f"*{measure}* (secondary)", "–"
         seeds = " ".join(number(d, c["metric"]) for d in c["differences"])
         lines.append(f"| {TITLES.get(c['dataset'], c['dataset'])} | {claim} | {measure} | "
                      f"{number(c['autoencoder_mean'], c['metric'])} | {number(c['vae_mean'], c['metric'])} | "
-                     f"{diff} | {p_value(c['p_holm'])} | {verdict} | {seeds} |")
+                     f"{diff} | {p_value(c['p_holm'])} | {verdict} | {detectable(c)} | {seeds} |")
     return "\n".join(lines) + "\n"
 
 
@@ -211,11 +225,22 @@ def provenance_line(provenance):
             f"{p.get('jobs')} jobs; torch {p.get('torch')}, Python {p.get('python')}){took}")
 
 
-def headline(study, json_path):
-    """The README's headline: each claim's verdict per dataset on its primary measure, from study.json."""
+def verdict_cell(c):
+    shown = "**" + c["verdict"] + "**" if c["verdict"] != "not shown" else "not shown"
+    return f"{shown} ({number(c['mean'], c['metric'])} {interval(c['ci95'], c['metric'], difference=True)})"
+
+
+def headline(study, json_path, confirmatory=None, confirmatory_path=None):
+    """The README's headline: each claim's verdict on its primary measure, from the confirmatory study's JSON
+    (confirmatory: its contents, on fresh seeds under a committed plan) where one exists, beside the
+    exploratory study's per dataset (study.json). A confirmatory claim is matched to the exploratory row of the
+    same measure; where its form differs (a one-sided claim for an equivalence one), the cell says which."""
     datasets = study["datasets"]
-    lines = ["| claim | primary measure | " + " | ".join(TITLES.get(d, d) for d in datasets) + " |",
-             "|---" * (2 + len(datasets)) + "|"]
+    confirmed = {(c["dataset"], c["metric"], c["sampler"]): c for c in (confirmatory or {}).get("comparisons", [])}
+    confirmed_datasets = list(dict.fromkeys(d for d, _, _ in confirmed))
+    titles = [f"{TITLES.get(d, d)}, confirmatory" for d in confirmed_datasets] + \
+        [f"{TITLES.get(d, d)}{', exploratory' if confirmed else ''}" for d in datasets]
+    lines = ["| claim | primary measure | " + " | ".join(titles) + " |", "|---" * (2 + len(titles)) + "|"]
     primaries = [c for c in study["comparisons"] if c["primary"]]
     for claim in dict.fromkeys(c["claim"] for c in primaries):
         rows = {c["dataset"]: c for c in primaries if c["claim"] == claim}
@@ -223,20 +248,28 @@ def headline(study, json_path):
         measure = MEASURE_TITLES[first["metric"]].split(" (")[0] + \
             (f", {TITLES[first['sampler']]} samples" if first["sampler"] else "")
         cells = []
-        for dataset in datasets:
-            c = rows.get(dataset)
-            if c is None:
-                cells.append("–")
-                continue
-            shown = "**" + c["verdict"] + "**" if c["verdict"] != "not shown" else "not shown"
-            cells.append(f"{shown} ({number(c['mean'], c['metric'])} {interval(c['ci95'], c['metric'])})")
+        for dataset in confirmed_datasets:
+            c = confirmed.get((dataset, first["metric"], first["sampler"]))
+            form = "" if c is None or c["claim"] == claim else f" — tested as “{c['claim']}”"
+            cells.append("–" if c is None else verdict_cell(c) + form)
+        cells += ["–" if rows.get(d) is None else verdict_cell(rows[d]) for d in datasets]
         lines.append(f"| {claim} | {measure} | " + " | ".join(cells) + " |")
+    notes = []
+    if confirmatory:
+        plan = confirmatory["plan"]
+        n = ", ".join(f"{len(v)} {k}" for k, v in confirmatory["seeds"].items())
+        notes.append(f"*Confirmatory: generated from `{os.path.relpath(confirmatory_path)}`, fresh seeds ({n} runs) "
+                     f"under the plan `{plan['path']}` committed at {(plan['commit'] or '')[:10]} before any of its "
+                     f"runs; two-sided Welch t per claim, one Holm family over its claims; runs "
+                     + provenance_line(confirmatory["provenance"]) + ".*")
     n = len(study["seeds"])
-    return ("\n".join(lines) + f"\n\n*Exploratory (its claims, measures and tests were chosen with these runs' "
-            f"numbers known). Generated from `{os.path.relpath(json_path)}`: {n} seeds, "
-            + provenance_line(study["provenance"]) + ". Cells: the verdict on the claim's primary measure (paired "
-            "VAE − AutoEncoder over seeds, t test, Holm-corrected across the dataset's claims; the fitted-mixture "
-            "claim by two one-sided tests against its margin), then the mean difference and its 95 % interval.*\n")
+    notes.append(f"*Exploratory (its claims, measures and tests were chosen with these runs' numbers known). "
+                 f"Generated from `{os.path.relpath(json_path)}`: {n} seeds, runs "
+                 + provenance_line(study["provenance"]) + ". Paired VAE − AutoEncoder over seeds, t test, "
+                 "Holm-corrected across the dataset's claims; the fitted-mixture claim by two one-sided tests against "
+                 "its margin.*")
+    return ("\n".join(lines) + "\n\nCells: the verdict on the claim's primary measure, then the mean difference "
+            "VAE − AutoEncoder and its 95 % interval.\n\n" + "\n\n".join(notes) + "\n")
 
 
 def confirmatory_table(comparisons):
@@ -246,9 +279,9 @@ def confirmatory_table(comparisons):
     for c in comparisons:
         measure = MEASURE_TITLES[c["metric"]] + (f", {TITLES[c['sampler']]} samples" if c["sampler"] else "")
         shown = "**" + c["verdict"] + "**" if c["verdict"] != "not shown" else "not shown"
-        mde = "–" if c["mde80"] is None or c["mde80"] != c["mde80"] else number(c["mde80"], c["metric"])
         lines.append(f"| {TITLES.get(c['dataset'], c['dataset'])} | {c['claim']} | {measure} | "
                      f"{c['n_autoencoder']}, {c['n_vae']} | {number(c['mean'], c['metric'])} "
-                     f"{interval(c['ci95'], c['metric'])} | {p_value(c['p'])} | {p_value(c['p_holm'])} | "
-                     f"{number(c['smallest_effect'], c['metric'])} | {mde} | {shown} |")
+                     f"{interval(c['ci95'], c['metric'], difference=True)} | {p_value(c['p'])} | "
+                     f"{p_value(c['p_holm'])} | {number(c['smallest_effect'], c['metric'])} | {detectable(c)} | "
+                     f"{shown} |")
     return "\n".join(lines) + "\n"

@@ -1,12 +1,14 @@
 """Statistics over training seeds: intervals, tests and the verdict a claim gets from them.
 
-A claim is read off the paired differences VAE - AutoEncoder of the same seed on its primary measure:
-a two-sided t test (superiority claims) or two one-sided tests against a stated margin (equivalence claims),
-with Holm's correction across the claims of a dataset. Means of one model over seeds get a bootstrap
-interval, which stays inside the measure's range (a share in [0, 1], a rate >= 0) as a t interval need not.
+Every verdict is decided here and stored in the results; reports only print it. An exploratory claim is read
+off the paired differences VAE - AutoEncoder of the same seed on its primary measure: a two-sided t test
+(superiority claims) or two one-sided tests against a stated margin (equivalence claims), with Holm's
+correction across the claims of a dataset; a confirmatory claim off two independent samples by Welch's t
+(the plan's rule, two_sample_verdict). Every mean of one model over seeds gets a Student t interval
+(over_seeds), in the study, the beta sweep and evaluate.py alike; a report draws it inside the measure's range
+(a share in [0, 1]) for display only, and the stored interval is the t interval itself.
 """
 import math
-import random
 
 ALPHA = 0.05
 
@@ -29,17 +31,10 @@ def standard_error(values):
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 
-def bootstrap_ci95(values, resamples=10000, seed=0):
-    """Mean and 95 % percentile-bootstrap interval of the mean over seeds. Every resampled mean is a mean of
-    observed values, so the interval never leaves the measure's range; with few seeds it is narrower than it
-    should be (3 seeds: about 80 % coverage), which the reports state beside the seed count."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, (math.nan, math.nan)
-    rng = random.Random(seed)
-    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(resamples))
-    return mean, (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
+def over_seeds(values):
+    """The one summary of a measure over seeds: {"n", "mean", "ci95" (Student t), "values"}."""
+    mean, ci = mean_ci95(values)
+    return {"n": len(values), "mean": mean, "ci95": list(ci), "values": list(values)}
 
 
 def t_test_p(differences):
@@ -78,11 +73,16 @@ def holm(p_values):
     return adjusted
 
 
-def verdict(mean, p_adjusted, direction, margin=None):
+def verdict(mean, p_adjusted, direction, margin=None, ci90=None):
     """A claim's verdict from its primary measure. Superiority (direction +1 or -1: the sign VAE - AE has when
     the claim is right): "holds" or "reversed" when the adjusted p < alpha, by the sign of the mean difference;
-    else "not shown". Equivalence (margin given): "equivalent" when the adjusted TOST p < alpha, else
-    "not shown" (the interval is too wide to tell)."""
+    else "not shown". Equivalence (margin given): "equivalent" when the adjusted TOST p < alpha; "not
+    equivalent" when the 90 % interval (ci90) lies wholly outside (-margin, +margin), so that a one-sided test at
+    5 % puts the difference beyond the margin (not Holm-adjusted, which the report says); else "not shown" (the
+    interval is too wide to tell)."""
+    if margin is not None and (p_adjusted is None or p_adjusted >= ALPHA):
+        low, high = ci90 if ci90 is not None else (math.nan, math.nan)
+        return "not equivalent" if (low >= margin or high <= -margin) else "not shown"
     if p_adjusted is None or p_adjusted >= ALPHA:
         return "not shown"
     if margin is not None:
@@ -90,17 +90,41 @@ def verdict(mean, p_adjusted, direction, margin=None):
     return "holds" if (mean > 0) == (direction > 0) else "reversed"
 
 
+def paired_power(difference, sd, n, alpha):
+    """Power of the two-sided one-sample (paired) t test at level alpha when the true mean difference is
+    `difference` and the differences' standard deviation is sd (the noncentral t, n - 1 degrees of freedom)."""
+    from scipy import stats
+    df, shift = n - 1, abs(difference) / (sd / math.sqrt(n))
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    power = float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift))
+    return 1.0 if math.isnan(power) else power
+
+
+def paired_minimum_detectable_difference(differences, alpha, power=0.8):
+    """The smallest true mean difference the two-sided paired t test at level alpha detects with `power`, at
+    these differences' n and standard deviation (an exploratory comparison's mde80); nan below 2 seeds."""
+    from scipy import optimize
+    n = len(differences)
+    if n < 2 or standard_error(differences) == 0:
+        return math.nan
+    sd = standard_error(differences) * math.sqrt(n)
+    high = 8 * sd
+    while paired_power(high, sd, n, alpha) < power:  # with 2 or 3 seeds the critical t is large
+        high *= 4
+        if high > 1e9 * sd:
+            return math.inf
+    return float(optimize.brentq(lambda d: paired_power(d, sd, n, alpha) - power, 1e-9 * sd, high))
+
+
 def across_seeds(results, seeds):
     """The mean and 95 % t interval over seeds of every number that all of results ({run name: {measure: value}},
-    runs of one recipe) have, with each seed's value: {measure: {"mean", "ci95", "values"}}. The t interval, as
-    these are losses in nats with no range to leave."""
+    runs of one recipe) have, with each seed's value: {measure: over_seeds(values)}."""
     names = list(results)
     summary = {"runs": names, "seeds": [seeds[n] for n in names], "measures": {}}
     for key in results[names[0]]:
         values = [results[n].get(key) for n in names]
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
-            mean, ci = mean_ci95(values)
-            summary["measures"][key] = {"mean": mean, "ci95": list(ci), "values": values}
+            summary["measures"][key] = over_seeds(values)
     return summary
 
 

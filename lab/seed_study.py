@@ -103,8 +103,18 @@ def evaluate_run(model, splits, reference, study):
 
 # ---- aggregate ----
 
-def summarise(runs, interval="bootstrap"):
-    """Mean, 95 % interval (bootstrap, or Student t: interval="t") and every seed's value of each measure, per
+def statistics_of(runs):
+    """Everything study.json derives from its runs' values: the summaries, the comparisons and verdicts, the
+    diverged runs, and the verdicts once more without their seeds (study.py --report_only recomputes them with
+    this code from the JSON's runs alone)."""
+    result = {"summary": summarise(runs), "comparisons": compare(runs), "diverged": diverged(runs)}
+    if result["diverged"]:
+        result["comparisons_without_diverged"] = compare(without_seeds_of(runs, result["diverged"]))
+    return result
+
+
+def summarise(runs):
+    """Mean, 95 % t interval (seed_statistics.over_seeds) and every seed's value of each measure, per
     (dataset, model, sampler); a measure a run could not take (None, with a note beside it, such as nll_skipped)
     is left out, so n says how many remain."""
     groups = {}
@@ -121,10 +131,8 @@ def summarise(runs, interval="bootstrap"):
     summary = []
     for (dataset, model, sampler, metric), by_seed in groups.items():
         values = [by_seed[s] for s in sorted(by_seed)]
-        mean, ci = stats.mean_ci95(values) if interval == "t" else stats.bootstrap_ci95(values)
         summary.append({"dataset": dataset, "model": model, "sampler": sampler, "metric": metric,
-                        "n": len(values), "mean": mean, "ci95": list(ci), "seeds": sorted(by_seed),
-                        "values": values})
+                        **stats.over_seeds(values), "seeds": sorted(by_seed)})
     return summary
 
 
@@ -176,8 +184,10 @@ def paired_differences(by_seed, metric, sampler):
 def compare(runs):
     """One object per claim, measure and dataset: the paired differences VAE - AE over seeds, their mean, 95 %
     interval (Student t) and every seed's value; for the primary measure the test's p, its Holm-adjusted p
-    (across the claims of the dataset) and the verdict; for an equivalence claim also the 90 % interval and
-    the margin (TOST). Secondary measures carry no p and no verdict (None)."""
+    (across the claims of the dataset), the verdict (seed_statistics.verdict) and mde80, the smallest mean
+    difference the paired t test detects with power 0.8 at Holm's strictest level (alpha / the dataset's number
+    of claims) with these seeds' spread; for an equivalence claim also the 90 % interval and the margin (TOST).
+    Secondary measures carry no p, no verdict and no mde80 (None)."""
     comparisons = []
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
         by_seed = {(r["model"], r["seed"]): r for r in runs if r["dataset"] == dataset}
@@ -197,7 +207,7 @@ def compare(runs):
                        "autoencoder_mean": sum(a for a, _ in pairs.values()) / len(pairs),
                        "vae_mean": sum(v for _, v in pairs.values()) / len(pairs),
                        "mean": mean, "ci95": list(ci), "seeds": list(pairs), "differences": differences,
-                       "p": None, "p_holm": None, "verdict": None}
+                       "p": None, "p_holm": None, "verdict": None, "mde80": None}
                 if primary:
                     row["reason"] = claim.reason
                     if claim.margin is not None:
@@ -211,6 +221,7 @@ def compare(runs):
         for row, adjusted in zip(primaries, stats.holm([r["p"] for r in primaries])):
             claim = next(c for c in CLAIMS if c.text == row["claim"])
             row["p_holm"] = adjusted
-            row["verdict"] = stats.verdict(row["mean"], adjusted, claim.direction, claim.margin)
+            row["verdict"] = stats.verdict(row["mean"], adjusted, claim.direction, claim.margin, row.get("ci90"))
+            row["mde80"] = stats.paired_minimum_detectable_difference(row["differences"], stats.ALPHA / len(primaries))
         comparisons += rows
     return comparisons

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from lab.figures import show_image_grid
-from lab.reports import MEASURE_TITLES, TITLES
+from lab.reports import MEASURE_TITLES, SHARES, TITLES
 from lab.sample_measures import SAMPLE_MEASURES
 from lab.seed_study import SAMPLERS
 from models import encode_in_batches
@@ -27,6 +27,8 @@ def samplers_figure(summary, floors):
                     if s is None:
                         continue
                     low, high = s["ci95"]
+                    if low is not None and metric in SHARES:  # the t interval drawn inside [0, 1]
+                        low, high = max(0.0, low), min(1.0, high)
                     err = [[s["mean"] - low], [high - s["mean"]]] if low is not None and low == low else None
                     ax.errorbar(x + offset, s["mean"], yerr=err, fmt="o", color=colours[model], capsize=3,
                                 label=TITLES[model] if x == 0 else None)
@@ -44,7 +46,7 @@ def samplers_figure(summary, floors):
             ax.grid(axis="y", alpha=0.3)
     axes[0, 0].legend(fontsize=8, loc="best")
     n = max((s["n"] for s in summary), default=0)
-    fig.suptitle(f"Samples of each model by sampler: mean, 95 % bootstrap interval and each of {n} seeds "
+    fig.suptitle(f"Samples of each model by sampler: mean, 95 % t interval (inside [0, 1] for shares) and each of {n} seeds "
                  "(fitted samplers: on the training codes)")
     fig.tight_layout()
     return fig

@@ -5,9 +5,40 @@ import os
 
 import data
 import models
-from lab import reports, study_figures
+from lab import beta_sweep, reports, seed_study, study_figures
 from lab.figures import save_atomically
-from lab.files import UserError, write_atomically
+from lab.files import UserError, strict_json, write_atomically
+from lab.provenance import provenance
+
+
+def statistics_line(result):
+    """Where a result's statistics were recomputed from its runs' values (study.py --report_only), if they were."""
+    made = result.get("statistics_provenance")
+    if not made:
+        return ""
+    commit = (made.get("commit") or "no git checkout")[:10] + (" with uncommitted changes" if made.get("dirty") else "")
+    return f"; statistics recomputed from those runs' values at commit {commit} by `{made.get('command')}`"
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def refresh_headline(readme, output_dir, study=None, confirmatory=None, confirmatory_path=None):
+    """README's headline from the exploratory study (study: its contents, or read from output_dir/study.json) and
+    the confirmatory one (its contents and path; default: output_dir/confirmatory/study.json), where they exist."""
+    study_path = os.path.join(output_dir, "study.json")
+    confirmatory_path = confirmatory_path or os.path.join(output_dir, "confirmatory", "study.json")
+    study = study or read_json(study_path)
+    confirmatory = confirmatory or read_json(confirmatory_path)
+    if study is None:
+        return
+    reports.replace_readme_block(readme, reports.headline(study, study_path, confirmatory, confirmatory_path),
+                                 "headline")
 
 
 def study_reports(study, args):
@@ -15,13 +46,15 @@ def study_reports(study, args):
     claims = reports.claims_table(study["comparisons"])
     samplers = reports.samplers_table(study["summary"], study["floors"])
     n = len(study["seeds"])
-    header = (f"{n} seeds, {reports.provenance_line(study['provenance'])}.\n\n"
+    header = (f"{n} seeds, runs {reports.provenance_line(study['provenance'])}{statistics_line(study)}.\n\n"
               "Claims: each is read off its primary measure (in bold type; the reason is in "
               "`lab/seed_study.py`), as the paired difference VAE − AutoEncoder over seeds: a two-sided t test, "
               "Holm-corrected across the claims of a dataset; the fitted-mixture claim by two one-sided tests "
-              "against ±margin, Holm-adjusted too (the 90 % interval shown is before the adjustment). Secondary measures are shown without a verdict. Samplers: "
-              f"mean over seeds, 95 % percentile-bootstrap interval (inside each measure's range; with {n} seeds "
-              "it is narrower than a t interval would be).\n\n")
+              "against ±margin, Holm-adjusted too (the 90 % interval shown is before the adjustment; 'not equivalent' "
+              "when it lies wholly outside the margin). 'Detectable': the smallest mean difference the paired test "
+              "detects with power 0.8 at Holm's strictest level, given these seeds' spread, so that 'not shown' says "
+              "what could have been shown. Secondary measures are shown without a verdict. Samplers: mean over "
+              f"seeds with its 95 % t interval ({n} seeds; drawn inside [0, 1] for shares).\n\n")
     diverged = study.get("diverged") or []
     if diverged:
         listed = ", ".join(f"{d['dataset']} {d['model']} seed {d['seed']}" for d in diverged)
@@ -35,8 +68,7 @@ def study_reports(study, args):
                     study_figures.samplers_figure(study["summary"], study["floors"]))
     if args.readme != "none":
         reports.replace_readme_block(os.path.join(args.docs_dir, "study.md"), claims + "\n" + samplers, "study")
-        reports.replace_readme_block(args.readme, reports.headline(study, os.path.join(args.output_dir, "study.json")),
-                                     "headline")
+        refresh_headline(args.readme, args.output_dir, study)
     print(claims)
     return ["study.json", "study.md", "study_samplers.png"]
 
@@ -70,8 +102,8 @@ def sweep_reports(sweep, args):
     settings, dataset = sweep["settings"], sweep["dataset"]
     write_atomically(os.path.join(args.output_dir, "beta_sweep.md"),
                      f"# The β continuum\n\n{len(sweep['seeds'])} seeds, {dataset}, "
-                     f"{reports.provenance_line(sweep['provenance'])}. Test set; means over seeds with 95 % "
-                     f"percentile-bootstrap intervals. −ELBO, IWAE (k = {settings.get('iwae_draws', settings.get('iwae_k'))}) and −log p(x) by "
+                     f"runs {reports.provenance_line(sweep['provenance'])}{statistics_line(sweep)}. Test set; means over seeds with 95 % "
+                     f"t intervals. −ELBO, IWAE (k = {settings.get('iwae_draws', settings.get('iwae_k'))}) and −log p(x) by "
                      f"quadrature on the same {settings['iwae_images']} test images.\n\n" + table)
     written = ["beta_sweep.json", "beta_sweep.md", "beta_rate_distortion.png"]
     save_atomically(os.path.join(args.output_dir, "beta_rate_distortion.png"),
@@ -96,8 +128,10 @@ def sweep_reports(sweep, args):
     return written
 
 
-def from_json(args):
-    """--report_only: the reports of the study (or sweep) whose JSON is in output_dir, nothing recomputed."""
+def from_json(args, command=None):
+    """--report_only: the study's (or sweep's) statistics recomputed by this code from the runs' values in the
+    JSON of output_dir (no run trained or evaluated), written back with `statistics_provenance` (the commit that
+    computed them; `provenance` stays that of the runs), then its reports."""
     path = os.path.join(args.output_dir, "beta_sweep.json" if args.beta_sweep else "study.json")
     try:
         with open(path) as f:
@@ -109,4 +143,12 @@ def from_json(args):
     if "provenance" not in result:
         raise UserError(f"{path}: made by an older version of study.py (no provenance); run the "
                         f"{'sweep' if args.beta_sweep else 'study'} again without --report_only to remake it")
+    if args.beta_sweep:
+        result["summary"] = beta_sweep.summarise_sweep(result["runs"])
+    else:
+        for stale in ("comparisons_without_diverged",):
+            result.pop(stale, None)
+        result |= seed_study.statistics_of(result["runs"])
+    result["statistics_provenance"] = provenance(command, None, 1)
+    write_atomically(path, strict_json(result))
     return (sweep_reports if args.beta_sweep else study_reports)(result, args)

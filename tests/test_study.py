@@ -11,7 +11,7 @@ import torch
 import models
 import study
 
-from lab import measures, sample_measures, samplers, seed_statistics, seed_study
+from lab import beta_sweep, measures, reports, sample_measures, samplers, seed_statistics, seed_study
 from conftest import DATA_DIR, lock_held_elsewhere, run_script
 
 
@@ -118,12 +118,50 @@ def test_equivalence_needs_the_90_percent_interval_inside_the_margin():
     assert seed_statistics.verdict(-3.0, 0.01, -1) == "holds" and seed_statistics.verdict(3.0, 0.01, -1) == "reversed"
 
 
-def test_bootstrap_intervals_stay_inside_the_measures_range():
-    shares = [0.0, 0.01, 0.0]  # a t interval of these would reach below 0
-    assert seed_statistics.mean_ci95(shares)[1][0] < 0
-    mean, (low, high) = seed_statistics.bootstrap_ci95(shares)
-    assert 0.0 <= low <= mean <= high <= 0.01
-    assert seed_statistics.bootstrap_ci95(shares) == (mean, (low, high))  # seeded: the same every time
+def test_every_summary_over_seeds_is_the_t_interval_drawn_inside_a_share_s_range_for_display_only():
+    from scipy import stats
+    shares = [0.0, 0.01, 0.0]  # a t interval of these reaches below 0
+    summary = seed_statistics.over_seeds(shares)
+    low, high = stats.t.interval(0.95, 2, loc=sum(shares) / 3, scale=stats.sem(shares))
+    assert summary["n"] == 3 and summary["values"] == shares
+    assert summary["ci95"] == pytest.approx([low, high]) and low < 0  # stored: the t interval itself
+    assert reports.interval(summary["ci95"], "confident") == f"[0.000, {high:.3f}]"  # printed inside [0, 1]
+    assert reports.interval(summary["ci95"], "confident", difference=True) == f"[{low:.3f}, {high:.3f}]"
+    assert reports.interval(summary["ci95"], "fid") == f"[{low:.2f}, {high:.2f}]"  # no range to keep
+    # the study and the sweep summarise with that one function
+    runs = [{"dataset": "mnist", "model": "vae", "seed": s, "metrics": {"confident": v}, "samplers": {}}
+            for s, v in enumerate(shares)]
+    assert seed_study.summarise(runs)[0]["ci95"] == summary["ci95"]
+    sweep_runs = [{"beta": 1.0, "seed": s, "confident": v} for s, v in enumerate(shares)]
+    assert beta_sweep.summarise_sweep(sweep_runs)[0]["ci95"] == summary["ci95"]
+
+
+def test_the_verdicts_are_decided_in_seed_statistics_not_equivalent_included():
+    # the 90 % interval wholly beyond the margin: not equivalent; straddling it: not shown
+    assert seed_statistics.verdict(40.0, 0.9, 0, margin=25.0, ci90=(30.0, 50.0)) == "not equivalent"
+    assert seed_statistics.verdict(-40.0, 0.9, 0, margin=25.0, ci90=(-50.0, -26.0)) == "not equivalent"
+    assert seed_statistics.verdict(20.0, 0.9, 0, margin=25.0, ci90=(10.0, 30.0)) == "not shown"
+    assert seed_statistics.verdict(20.0, 0.9, 0, margin=25.0) == "not shown"
+
+
+def test_the_paired_minimum_detectable_difference_has_power_0_8_by_statsmodels_and_by_simulation():
+    statsmodels_power = pytest.importorskip("statsmodels.stats.power")
+    differences = [1.0, -0.5, 2.0, 0.3, 1.1]
+    mde = seed_statistics.paired_minimum_detectable_difference(differences, alpha=0.01)
+    sd = stats_sd(differences)
+    assert statsmodels_power.TTestPower().power(mde / sd, nobs=5, alpha=0.01) == pytest.approx(0.8, abs=1e-3)
+    rng = torch.Generator().manual_seed(0)
+    samples = mde + sd * torch.randn(20000, 5, generator=rng, dtype=torch.float64)
+    from scipy import stats
+    p = stats.ttest_1samp(samples.numpy(), 0.0, axis=1).pvalue
+    assert (p < 0.01).mean() == pytest.approx(0.8, abs=0.015)
+    assert seed_statistics.paired_minimum_detectable_difference([1.0], alpha=0.05) != \
+        seed_statistics.paired_minimum_detectable_difference([1.0], alpha=0.05)  # nan: one seed
+
+
+def stats_sd(values):
+    mean = sum(values) / len(values)
+    return (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
 
 
 def test_a_recipes_runs_are_summarised_over_seeds_on_the_numbers_they_all_have():
@@ -154,9 +192,17 @@ def test_paired_comparison_reads_each_claim_off_its_primary_measure_with_holm():
     assert rows["fid", "prior"]["verdict"] == "holds"
     assert rows["density", "prior"]["primary"] is False and rows["density", "prior"]["verdict"] is None
     gmm = rows["fid", "gmm"]  # the VAE 100 better with the mixture too: not equivalent within 25
-    assert gmm["margin"] == 25.0 and gmm["verdict"] == "not shown" and len(gmm["differences"]) == 5
+    assert gmm["margin"] == 25.0 and gmm["ci90"][1] < -25.0 and len(gmm["differences"]) == 5
+    assert gmm["verdict"] == "not equivalent"  # decided in seed_statistics, stored in the comparison
     primaries = [c for c in rows.values() if c["primary"]]
     assert [c["p_holm"] for c in primaries] == pytest.approx(seed_statistics.holm([c["p"] for c in primaries]))
+    # each tested comparison stores what its seeds could detect: the paired test's mde80 at Holm's strictest
+    # level, alpha over the number of the dataset's tested claims
+    assert [c["mde80"] for c in primaries] == pytest.approx(
+        [seed_statistics.paired_minimum_detectable_difference(c["differences"], 0.05 / len(primaries))
+         for c in primaries])
+    assert all(0 < c["mde80"] < math.inf for c in primaries)
+    assert rows["density", "prior"]["mde80"] is None
 
 
 @pytest.mark.slow
@@ -291,19 +337,23 @@ def test_reports_are_redrawn_from_the_committed_json_alone_and_match_what_is_com
     shutil.copy(os.path.join(ROOT, "readme", "study.json"), out)
     shutil.copy(os.path.join(ROOT, "docs", "study.md"), docs)
     shutil.copy(os.path.join(ROOT, "README.md"), tmp_path)
+    if os.path.exists(os.path.join(ROOT, "readme", "confirmatory", "study.json")):  # the headline's other column
+        shutil.copytree(os.path.join(ROOT, "readme", "confirmatory"), out / "confirmatory")
     for name in ("study.md", "README.md"):
         target = docs / name if name == "study.md" else tmp_path / name
         target.write_text(re.sub(r"(<!-- (study|headline):begin -->\n).*?(<!-- \2:end -->)", r"\1\3",
                                  target.read_text(), flags=re.S))  # emptied: the run must refill them
     study.main(["--report_only", "-o", str(out), "--docs_dir", str(docs), "--readme", str(tmp_path / "README.md")])
+    def without_statistics_commit(text):  # where the statistics were recomputed: this checkout, not the committed
+        return re.sub(r"; statistics recomputed from those runs' values at commit .*? by `[^`]*`", "", text)
     with open(os.path.join(ROOT, "readme", "study.md")) as f:
-        assert (out / "study.md").read_text() == f.read()
+        assert without_statistics_commit((out / "study.md").read_text()) == without_statistics_commit(f.read())
     with open(os.path.join(ROOT, "docs", "study.md")) as f:
         assert (docs / "study.md").read_text() == f.read()
     with open(os.path.join(ROOT, "README.md")) as f:
         committed = f.read()
     def table(readme):  # the verdicts; the line under them names the JSON's path and commit, which differ here
-        return re.search(r"<!-- headline:begin -->(.*?)\n\*Exploratory", readme, re.S).group(1)
+        return re.search(r"<!-- headline:begin -->(.*?)\n\nCells:", readme, re.S).group(1)
     assert table((tmp_path / "README.md").read_text()) == table(committed)
     assert (out / "study_samplers.png").stat().st_size > 10000
 
