@@ -32,6 +32,9 @@ def parse_args(argv=None):
                     f"classifier ({JUDGE_PATH_HELP}); --train_classifier (re)trains it first.")
     cli.add_checkpoint_arguments(p)
     p.add_argument("-o", "--output_dir", default="readme", help="where metrics.json and metrics.md go (default: %(default)s)")
+    p.add_argument("--report_name", default=None, metavar="NAME",
+                   help="write <output_dir>/NAME.json and NAME.md (default: metrics, metrics_<dataset> for other "
+                        "datasets than mnist, with _val for --split val)")
     p.add_argument("--dataset", type=cli.dataset_argument, default="mnist",
                    metavar="{mnist,binarized-mnist,fashion-mnist,PATH}",
                    help="evaluate the checkpoints of --checkpoint_dir trained on this dataset (stored in each file); "
@@ -129,7 +132,8 @@ def main(argv=None):
         table = reports.markdown_table(results, baseline, args.iwae_draws, dataset, args.split)
         for summary in report["across_seeds"]:
             table += "\n" + reports.seed_summary_table(summary, args.iwae_draws)
-        stem = ("metrics" if dataset == "mnist" else f"metrics_{dataset}") + ("_val" if args.split == "val" else "")
+        stem = args.report_name or (
+            ("metrics" if dataset == "mnist" else f"metrics_{dataset}") + ("_val" if args.split == "val" else ""))
         judged = (f"classifier judging the samples: {100 * report['classifier_test_accuracy']:.2f}% test accuracy"
                   if judge else "no classifier judges the samples")
         table += "".join(f"\nNot measured: {what}, as {why}.\n" for what, why in skipped.items())

@@ -339,6 +339,11 @@ def test_evaluate_on_the_validation_split_writes_its_own_report(tmp_path, monkey
     assert result["nll"] == pytest.approx(exact, rel=1e-6) and result["bound_images"] == 20
     assert "\n| validation set |" in (tmp_path / "out" / "metrics_val.md").read_text()
     assert not (tmp_path / "out" / "metrics.json").exists()
+    # --report_name: the same report under the name given
+    evaluate.main([str(tmp_path / "vae.pt"), "--split", "val", "-o", str(tmp_path / "out"), "--data_dir", DATA_DIR,
+                   "--iwae_k", "2", "--iwae_images", "20", "--num_samples", "100", "--report_name", "protocol"])
+    named = json.loads((tmp_path / "out" / "protocol.json").read_text())["models"]["vae"]
+    assert named["objective"] == result["objective"] and (tmp_path / "out" / "protocol.md").exists()
 
 
 def test_evaluate_rejects_a_classifier_as_a_model_to_evaluate(tmp_path):
