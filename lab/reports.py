@@ -36,7 +36,9 @@ ROWS = [  # (key, label, format): the order of the Markdown table
     ("iwae_low_ess_share", "  share of images whose effective sample size is under 5 % of k", "{:.1%}"),
     ("nll", "−log p(x) by quadrature over the latent plane, nats", "{:.2f}"),
     ("quadrature_step_error_nats", "  its largest per-image change at the last halving of the step, nats", "{:.4f}"),
-    ("quadrature_refined_images", "  images summed on a grid finer than 0.02", "{:d}"),
+    ("quadrature_refined_images", "  images summed on a grid finer than 0.02", "{:.0f}"),
+    ("quadrature_missed_mass_images", "  images whose quadrature lies over 10 nats above their IWAE estimate (missed mass)",
+     "{:.0f}"),
     ("pixel_acc_0.5", "pixel accuracy, threshold 0.5", "{:.2%}"),
     ("pixel_acc_0.6", "pixel accuracy, threshold 0.6", "{:.2%}"),
     ("ink_f1", "ink F1 (pixels > 0.5)", "{:.3f}"),
@@ -226,7 +228,12 @@ def provenance_line(provenance):
 
 
 def verdict_cell(c):
+    """The verdict, the mean difference and the interval it was read off: the 95 % one, or for an equivalence
+    claim the 90 % one against its margin (unadjusted, as the verdict's 'not equivalent' is)."""
     shown = "**" + c["verdict"] + "**" if c["verdict"] != "not shown" else "not shown"
+    if c.get("margin") is not None and c.get("ci90"):
+        return (f"{shown} ({number(c['mean'], c['metric'])}; 90 % CI "
+                f"{interval(c['ci90'], c['metric'], difference=True)} vs ±{c['margin']:g})")
     return f"{shown} ({number(c['mean'], c['metric'])} {interval(c['ci95'], c['metric'], difference=True)})"
 
 
@@ -269,7 +276,8 @@ def headline(study, json_path, confirmatory=None, confirmatory_path=None):
                  "Holm-corrected across the dataset's claims; the fitted-mixture claim by two one-sided tests against "
                  "its margin.*")
     return ("\n".join(lines) + "\n\nCells: the verdict on the claim's primary measure, then the mean difference "
-            "VAE − AutoEncoder and its 95 % interval.\n\n" + "\n\n".join(notes) + "\n")
+            "VAE − AutoEncoder and its 95 % interval (for the equivalence claim its 90 % interval against the "
+            "margin).\n\n" + "\n\n".join(notes) + "\n")
 
 
 def confirmatory_table(comparisons):

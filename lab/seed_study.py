@@ -184,10 +184,10 @@ def paired_differences(by_seed, metric, sampler):
 def compare(runs):
     """One object per claim, measure and dataset: the paired differences VAE - AE over seeds, their mean, 95 %
     interval (Student t) and every seed's value; for the primary measure the test's p, its Holm-adjusted p
-    (across the claims of the dataset), the verdict (seed_statistics.verdict) and mde80, the smallest mean
-    difference the paired t test detects with power 0.8 at Holm's strictest level (alpha / the dataset's number
-    of claims) with these seeds' spread; for an equivalence claim also the 90 % interval and the margin (TOST).
-    Secondary measures carry no p, no verdict and no mde80 (None)."""
+    (across the claims of the dataset), the verdict (seed_statistics.verdict) and, for a superiority claim,
+    mde80, the smallest mean difference the paired t test detects with power 0.8 at Holm's strictest level
+    (alpha / the dataset's number of claims) with these seeds' spread; for an equivalence claim the 90 %
+    interval and the margin (TOST) instead. Secondary measures carry no p, no verdict and no mde80 (None)."""
     comparisons = []
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
         by_seed = {(r["model"], r["seed"]): r for r in runs if r["dataset"] == dataset}
@@ -222,6 +222,8 @@ def compare(runs):
             claim = next(c for c in CLAIMS if c.text == row["claim"])
             row["p_holm"] = adjusted
             row["verdict"] = stats.verdict(row["mean"], adjusted, claim.direction, claim.margin, row.get("ci90"))
-            row["mde80"] = stats.paired_minimum_detectable_difference(row["differences"], stats.ALPHA / len(primaries))
+            if claim.margin is None:  # an equivalence test's power is another question; its margin is shown instead
+                row["mde80"] = stats.paired_minimum_detectable_difference(row["differences"],
+                                                                          stats.ALPHA / len(primaries))
         comparisons += rows
     return comparisons

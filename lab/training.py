@@ -54,6 +54,9 @@ def parse_args(argv=None):
         p.error(f"--image_size resizes your own images (--dataset PATH); {args.dataset}'s are 28 x 28")
     if not (args.train_autoencoder or args.train_vae):
         p.error("nothing to train: give --train_autoencoder and/or --train_vae")
+    if args.patience and args.schedule == "cosine":
+        p.error("--patience stops a run early, but the cosine schedule is laid out over all --epochs: "
+                "give --schedule constant with it")
     if args.iwae_k > 1 and (args.beta != [1.0] or not args.train_vae):
         p.error("--iwae_k is the VAE's objective with beta 1: give --train_vae without other --beta values")
     if args.name is not None:
@@ -354,6 +357,9 @@ def train_model(name, model, splits, run, device, evaluate_test=True, resume_fro
     epoch = first_epoch - 1
     try:
         for epoch in range(first_epoch, run.epochs + 1):
+            if run.patience and epoch - 1 - best["epoch"] >= run.patience:  # resumed after the stopping epoch
+                epoch -= 1
+                break
             start = time.perf_counter()
             train_metrics = train_epoch(name, epoch, model, train_split, run, device, optimizer, scheduler,
                                         batch_order, loss_fn)
@@ -386,15 +392,17 @@ def train_model(name, model, splits, run, device, evaluate_test=True, resume_fro
                 print(f"{name}: no better validation objective for {run.patience} epochs: stopped after epoch "
                       f"{epoch}, keeping epoch {best['epoch']}'s weights ({best['objective']:.2f} nats)", flush=True)
                 break
-        if run.patience:  # early stopping keeps the best epoch's model, as the validation objective chose it
+        if run.patience and "weights" in best:  # early stopping keeps the best epoch's model, as validation chose it
             model.load_state_dict(best["weights"])
             val_metrics = best["val_metrics"]
+        elif run.patience:  # no epoch's validation objective was a number: nothing to choose from
+            cli.say_once(f"{name}: no epoch had a finite validation objective; keeping the last epoch's weights")
         if not evaluate_test:  # benchmarks time the epochs alone
             log.writer.close()
             return val_metrics
         return finish_run(name, model, splits, run, checkpoint_path, stored, val_metrics, train_seconds, log,
                           moved_to, code, history, epochs_trained=epoch,
-                          best_epoch=best["epoch"] if run.patience else None)
+                          best_epoch=best["epoch"] if run.patience and "weights" in best else None)
     except KeyboardInterrupt as stop:
         stopped = RunStopped(*(stop.args or ("interrupted",)))
         stopped.saved = saved

@@ -27,7 +27,7 @@ def test_help_explains_every_option():
     for flag in ["--train_autoencoder", "--train_vae", "--epochs", "--use_cuda", "--batch_size", "--lr",
                  "--hidden_dims", "--latent_dim", "--beta", "--seed", "--checkpoint_dir", "--logdir",
                  "--data_dir", "--threads", "--schedule", "--activation", "--max_train_images", "--compile",
-                 "--max_grad_norm"]:
+                 "--max_grad_norm", "--patience"]:
         assert flag in result.stdout
 
 
@@ -38,6 +38,8 @@ def test_help_explains_every_option():
     (["--train_vae", "--beta", "-1"], "--beta"),
     (["--train_vae", "--batch_size", "-5"], "--batch_size"),
     (["--train_vae", "--no_such_flag"], "no_such_flag"),
+    (["--train_vae", "--patience", "5"], "--schedule constant"),  # the cosine schedule cannot stop early
+    (["--train_vae", "--patience", "0", "--schedule", "constant"], "--patience"),
 ])
 def test_bad_flags_exit_2_with_one_error_line(tmp_path, monkeypatch, capsys, args, message):
     # in-process (main exits as the script does); the test below checks a real process's exit once
