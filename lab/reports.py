@@ -237,6 +237,13 @@ def verdict_cell(c):
     return f"{shown} ({number(c['mean'], c['metric'])} {interval(c['ci95'], c['metric'], difference=True)})"
 
 
+def trained_line(result):
+    """Which commits trained a result's runs (each run records its own), as a phrase."""
+    commits = sorted({(r.get("trained_commit") or "unknown")[:10] for r in result["runs"]})
+    return f"every run trained at commit {commits[0]}" if len(commits) == 1 else \
+        f"runs trained at commits {', '.join(commits)}"
+
+
 def headline(study, json_path, confirmatory=None, confirmatory_path=None):
     """The README's headline: each claim's verdict on its primary measure, from the confirmatory study's JSON
     (confirmatory: its contents, on fresh seeds under a committed plan) where one exists, beside the
@@ -264,11 +271,12 @@ def headline(study, json_path, confirmatory=None, confirmatory_path=None):
     notes = []
     if confirmatory:
         plan = confirmatory["plan"]
-        n = ", ".join(f"{len(v)} {k}" for k, v in confirmatory["seeds"].items())
+        n = " and ".join(f"{len(v)} {TITLES.get(k, k)}" for k, v in confirmatory["seeds"].items())
         notes.append(f"*Confirmatory: generated from `{os.path.relpath(confirmatory_path)}`, fresh seeds ({n} runs) "
                      f"under the plan `{plan['path']}` committed at {(plan['commit'] or '')[:10]} before any of its "
-                     f"runs; two-sided Welch t per claim, one Holm family over its claims; runs "
-                     + provenance_line(confirmatory["provenance"]) + ".*")
+                     f"runs; two-sided Welch t per claim, one Holm family over its claims; "
+                     + trained_line(confirmatory) + "; the report " + provenance_line(confirmatory["provenance"])
+                     + ".*")
     n = len(study["seeds"])
     notes.append(f"*Exploratory (its claims, measures and tests were chosen with these runs' numbers known). "
                  f"Generated from `{os.path.relpath(json_path)}`: {n} seeds, runs "

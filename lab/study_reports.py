@@ -80,7 +80,7 @@ def confirmatory_reports(result, output_dir):
                   [r for r in result["runs"] if r.get("failed")] + (result.get("diverged") or [])}.values())
     text = (f"# The confirmatory study\n\nPlan `{plan['path']}` (SHA-256 {plan['sha256'][:12]}, committed at "
             f"{(plan['commit'] or 'no commit')[:10]}; n = {plan['n']} per model from `{plan['power_command']}`), "
-            f"{reports.provenance_line(result['provenance'])}.\n\n"
+            f"{reports.trained_line(result)}; this report {reports.provenance_line(result['provenance'])}.\n\n"
             "Each claim: a two-sided Welch t test on each model's per-seed values of its primary measure, one Holm "
             "family over every claim, the plan's verdict rule. 'Detectable' is the smallest difference the realised "
             "n detects with power 0.8 at the family's strictest level: 'not shown' says no more than that.\n\n"
