@@ -247,8 +247,8 @@ def trained_line(result):
 def headline(study, json_path, confirmatory=None, confirmatory_path=None):
     """The README's headline: each claim's verdict on its primary measure, from the confirmatory study's JSON
     (confirmatory: its contents, on fresh seeds under a committed plan) where one exists, beside the
-    exploratory study's per dataset (study.json). A confirmatory claim is matched to the exploratory row of the
-    same measure; where its form differs (a one-sided claim for an equivalence one), the cell says which."""
+    exploratory study's per dataset (study.json), one row per claim; a confirmatory claim in another form than
+    the exploratory claim of its measure has a row of its own."""
     datasets = study["datasets"]
     confirmed = {(c["dataset"], c["metric"], c["sampler"]): c for c in (confirmatory or {}).get("comparisons", [])}
     confirmed_datasets = list(dict.fromkeys(d for d, _, _ in confirmed))
@@ -256,7 +256,16 @@ def headline(study, json_path, confirmatory=None, confirmatory_path=None):
         [f"{TITLES.get(d, d)}{', exploratory' if confirmed else ''}" for d in datasets]
     lines = ["| claim | primary measure | " + " | ".join(titles) + " |", "|---" * (2 + len(titles)) + "|"]
     primaries = [c for c in study["comparisons"] if c["primary"]]
-    for claim in dict.fromkeys(c["claim"] for c in primaries):
+    claims = list(dict.fromkeys(c["claim"] for c in primaries))
+    # a confirmatory claim in another form than the exploratory one of its measure (a superiority form for an
+    # equivalence claim) gets a row of its own, right after that one: never a cell under the other claim
+    other_form = {}
+    for c in confirmed.values():
+        if c["claim"] not in claims:
+            twin = next((e["claim"] for e in primaries if (e["metric"], e["sampler"]) == (c["metric"], c["sampler"])),
+                        None)
+            other_form.setdefault(twin, []).append(c)
+    for claim in claims:
         rows = {c["dataset"]: c for c in primaries if c["claim"] == claim}
         first = next(iter(rows.values()))
         measure = MEASURE_TITLES[first["metric"]].split(" (")[0] + \
@@ -264,10 +273,12 @@ def headline(study, json_path, confirmatory=None, confirmatory_path=None):
         cells = []
         for dataset in confirmed_datasets:
             c = confirmed.get((dataset, first["metric"], first["sampler"]))
-            form = "" if c is None or c["claim"] == claim else f" — tested as “{c['claim']}”"
-            cells.append("–" if c is None else verdict_cell(c) + form)
+            cells.append("–" if c is None or c["claim"] != claim else verdict_cell(c))
         cells += ["–" if rows.get(d) is None else verdict_cell(rows[d]) for d in datasets]
         lines.append(f"| {claim} | {measure} | " + " | ".join(cells) + " |")
+        for c in other_form.get(claim, []):
+            cells = [verdict_cell(c) if d == c["dataset"] else "–" for d in confirmed_datasets] + ["–"] * len(datasets)
+            lines.append(f"| {c['claim']} (confirmatory form) | {measure} | " + " | ".join(cells) + " |")
     notes = []
     if confirmatory:
         plan = confirmatory["plan"]
