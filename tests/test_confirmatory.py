@@ -25,7 +25,7 @@ def tiny_plan(folder, n=2):
 
 def quick_plan(folder, plan, *extra):
     return ["--quick", "--plan", str(plan), "--checkpoint_dir", str(folder / "ck"), "-o", str(folder / "out"),
-            "--data_dir", DATA_DIR, "--logdir", str(folder / "logs"), "--jobs", "1", *extra]
+            "--data_dir", DATA_DIR, "--logdir", str(folder / "logs"), "--jobs", "1", "--readme", "none", *extra]
 
 
 def test_the_committed_plan_reads_whole():
