@@ -57,7 +57,7 @@ def test_minimum_detectable_difference_is_where_power_reaches_80_percent():
 
 
 def committed_seeds():
-    """Every seed any committed result file names."""
+    """Every seed any committed result file names, but the plan's own results (readme/confirmatory/)."""
     seeds = set()
 
     def walk(node):
@@ -73,6 +73,8 @@ def committed_seeds():
             for value in node:
                 walk(value)
     for path in glob.glob(os.path.join(ROOT, "readme", "**", "*.json"), recursive=True):
+        if os.path.relpath(path, os.path.join(ROOT, "readme")).startswith("confirmatory" + os.sep):
+            continue
         with open(path) as f:
             walk(json.load(f))
     return seeds
@@ -85,6 +87,11 @@ def test_the_plans_seeds_are_fresh_distinct_and_as_many_as_its_n():
     seeds = per_model[0] + per_model[1]  # the two models' seeds differ too: independent samples
     assert len(set(seeds)) == len(seeds) and min(seeds) >= 100 and not set(seeds) & committed_seeds()
     assert committed_seeds() >= {0, 1, 2, 3, 4}  # the walk does find the committed seeds
+    made = os.path.join(ROOT, "readme", "confirmatory", "study.json")
+    if os.path.exists(made):  # the plan's own results: its seeds, each run once, none other
+        with open(made) as f:
+            runs = json.load(f)["runs"]
+        assert sorted(r["seed"] for r in runs) == sorted(seeds)
 
 
 def test_the_plans_n_is_at_least_what_the_power_analysis_asks_and_its_measures_exist():
