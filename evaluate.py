@@ -88,6 +88,7 @@ def main(argv=None):
             raise UserError(f"the checkpoints given were trained on {' and '.join(sorted(datasets))}; "
                             f"evaluate one dataset at a time")
         dataset = datasets.pop()
+        names = cli.output_names(loaded, lambda path: dataset)  # the report's columns
         built_in = dataset in data.DATASETS
         judge_dataset = (built_in and data.DATASETS[dataset].judge) or dataset  # binarized-mnist: the MNIST judge
         classifier = args.classifier or judges.judge_path(dataset, args.checkpoint_dir,
@@ -112,7 +113,7 @@ def main(argv=None):
         results, recipes, seeds = {}, {}, {}
         for path, model in loaded.items():
             t = time.perf_counter()
-            name = cli.output_name(path, dataset)
+            name = names[path]
             results[name] = evaluate_model(model, splits, judge, evaluation)
             checkpoint = models.read_checkpoint(path)
             recipes.setdefault(training.recipe_of(checkpoint), []).append(name)

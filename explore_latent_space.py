@@ -123,6 +123,7 @@ def main(argv=None):
     with cli.errors_as_one_line():
         device = cli.resolve_device(args)
         loaded = cli.load_selected_checkpoints(args, device)
+        names = cli.output_names(loaded, lambda path: loaded[path].dataset)  # the figures' file names
         test_sets = {}  # by dataset and image size (one folder can train models at several --image_size)
         for model in loaded.values():  # every model's images found and checked before anything is written
             if data_key(model) not in test_sets:
@@ -133,7 +134,7 @@ def main(argv=None):
         writable_dir(args.output_dir)
         figures_by_model = {}
         for path, model in loaded.items():
-            name = cli.output_name(path, model.dataset)
+            name = names[path]
             print(f"{path}: {model_title(model)}, latent_dim {model.latent_dim}, {model.dataset}")
             figures_by_model[name] = figures_for(model, test_sets[data_key(model)], args)
             for figure_name, fig in figures_by_model[name].items():
@@ -145,7 +146,7 @@ def main(argv=None):
                 for figure_name in auto.keys() & vae.keys():
                     save_atomically(os.path.join(args.output_dir, f"compare_{figure_name}{suffix}.png"),
                                     side_by_side(auto[figure_name], vae[figure_name]))
-                pair_paths = [next(p for p in loaded if cli.output_name(p, dataset) == cli.dataset_prefix(dataset) + n)
+                pair_paths = [next(p for p in loaded if names[p] == cli.dataset_prefix(dataset) + n)
                               for n in ("auto", "vae")]
                 if all(loaded[p].latent_dim == 2 for p in pair_paths):
                     draw_training_animation(pair_paths, loaded, args.output_dir, suffix)

@@ -79,14 +79,10 @@ def resolve_device(args):
     return torch.device(name)
 
 
-_said = set()
-
-
-def say_once(message):
-    """Print a notice once per process (a fallback a device needs, say), however often it applies."""
-    if message not in _said:
-        _said.add(message)
-        print(message, file=sys.stderr)
+def note(message):
+    """A notice about one run (a fallback its device needs, say) on stderr, so that the run's own log holds it:
+    said for each run it applies to, with no memory between runs."""
+    print(message, file=sys.stderr)
 
 
 def dataset_argument(text):
@@ -138,6 +134,20 @@ def output_name(checkpoint_path, dataset="mnist"):
     if prefix and stem.startswith(prefix):
         stem = stem[len(prefix):]
     return prefix + FIGURE_SUFFIX.get(stem, stem)
+
+
+def output_names(checkpoint_paths, dataset_of):
+    """{path: output_name} for several checkpoints, none shared: where two have the same name (one file name in
+    two folders, like the study's seeds), each gets its folder's name in front, so that no report column or
+    figure of one overwrites the other's. dataset_of(path) gives each checkpoint's dataset."""
+    names = {path: output_name(path, dataset_of(path)) for path in checkpoint_paths}
+    shared = {name for name in names.values() if list(names.values()).count(name) > 1}
+    names = {path: (f"{os.path.basename(os.path.dirname(os.path.abspath(path)))}_{name}" if name in shared else name)
+             for path, name in names.items()}
+    if len(set(names.values())) < len(names):
+        raise UserError("two checkpoints given would share one name in the outputs (the same file name in "
+                        "folders of the same name); rename one")
+    return names
 
 
 def load_selected_checkpoints(args, device="cpu"):

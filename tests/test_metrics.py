@@ -10,7 +10,8 @@ import data
 import evaluate
 import models
 
-from lab import judge, measures
+from lab import cli, judge, measures
+from lab.files import UserError
 from conftest import DATA_DIR, ROOT, run_script
 
 
@@ -347,6 +348,28 @@ def test_evaluate_on_the_validation_split_writes_its_own_report(tmp_path, monkey
                    "--iwae_k", "2", "--iwae_images", "20", "--num_samples", "100", "--report_name", "protocol"])
     named = json.loads((tmp_path / "out" / "protocol.json").read_text())["models"]["vae"]
     assert named["objective"] == result["objective"] and (tmp_path / "out" / "protocol.md").exists()
+    # two checkpoints with one file name in two folders (the study's seeds): one column each, none overwritten
+    other = models.VAE(hidden_dims=[16])
+    (tmp_path / "seed1").mkdir()
+    models.save_checkpoint(tmp_path / "seed1" / "vae.pt", other)
+    evaluate.main([str(tmp_path / "vae.pt"), str(tmp_path / "seed1" / "vae.pt"), "--split", "val", "-o", str(tmp_path / "out"),
+                   "--data_dir", DATA_DIR, "--iwae_k", "2", "--iwae_images", "20", "--num_samples", "100",
+                   "--report_name", "two"])
+    both = json.loads((tmp_path / "out" / "two.json").read_text())["models"]
+    assert set(both) == {f"{tmp_path.name}_vae", "seed1_vae"}
+    assert both[f"{tmp_path.name}_vae"]["objective"] == result["objective"]
+    assert both["seed1_vae"]["objective"] == pytest.approx(measures.evaluate_split(other, mnist["val"])["loss_total"], rel=1e-6)
+
+
+def test_output_names_keep_checkpoints_of_one_file_name_apart():
+    names = cli.output_names(["checkpoints/vae.pt", "checkpoints/study/mnist-seed1/vae.pt",
+                              "checkpoints/study/binarized-mnist-seed1/binarized-mnist_vae.pt", "runs/best.pt"],
+                             lambda path: "binarized-mnist" if "binarized" in path else "mnist")
+    assert names == {"checkpoints/vae.pt": "checkpoints_vae", "checkpoints/study/mnist-seed1/vae.pt": "mnist-seed1_vae",
+                     "checkpoints/study/binarized-mnist-seed1/binarized-mnist_vae.pt": "binarized-mnist_vae",
+                     "runs/best.pt": "best"}
+    with pytest.raises(UserError, match="share one name"):
+        cli.output_names(["a/x/vae.pt", "b/x/vae.pt"], lambda path: "mnist")
 
 
 def test_evaluate_rejects_a_classifier_as_a_model_to_evaluate(tmp_path):
