@@ -2,7 +2,9 @@
 
 One file per concept; each imports only from the layers above it in this list:
 
-    files.py            atomic writes, one writer per checkpoint (WriterLock), the UserError every script reports
+    files.py            atomic writes, one writer per checkpoint (WriterLock), the UserError and DataError every
+                        script reports
+    ../own_images.py    a user's own images, read whole, checked and hashed
     ../data.py          the datasets as tensors
     ../models.py        the AutoEncoder and the VAE, their losses, the importance-weighted estimator, checkpoints
     names.py            the names the study and its reports share (model kinds, samplers)

@@ -11,6 +11,11 @@ class UserError(Exception):
     """Bad input a user can fix, or a fault of the machine; a script prints it as one `error:` line and exits 2."""
 
 
+class DataError(Exception):
+    """A missing, truncated or corrupted data file (the built-in datasets' or a user's images); the message names
+    the file and the fix. Scripts report it like a UserError."""
+
+
 def writable_dir(path):
     """Create path if needed and check that files can be written there."""
     try:

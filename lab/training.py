@@ -149,12 +149,12 @@ def random_state(batch_order, device):
 
 def make_optimizer(model, lr):
     """Adam with its fused kernel (one kernel updates every weight: about 8 % faster per step on a 2-core CPU)
-    where the device has it, else the default implementation, said once."""
+    where the device has it, else the default implementation, with a note (each run's log then says which)."""
     try:
         return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     except RuntimeError:  # fused=True is refused at construction on a device without the kernel
         device = next(model.parameters()).device
-        cli.say_once(f"note: fused Adam is not available on {device.type} with this PyTorch; using the default Adam")
+        cli.note(f"note: fused Adam is not available on {device.type} with this PyTorch; using the default Adam")
         return torch.optim.Adam(model.parameters(), lr=lr)
 
 
@@ -213,8 +213,8 @@ def restore_training_state(checkpoint, model, optimizer, scheduler, batch_order,
     elif device.type == "mps" and "mps" in rng:
         torch.mps.set_rng_state(rng["mps"])
     elif device.type not in rng and device.type != "cpu":
-        cli.say_once(f"note: this run was saved on another device; its {device.type} random stream starts afresh, "
-                     f"so the result will not match an uninterrupted run bit for bit")
+        cli.note(f"note: this run was saved on another device; its {device.type} random stream starts afresh, "
+                 f"so the result will not match an uninterrupted run bit for bit")
     return checkpoint["epoch"] + 1
 
 
@@ -396,7 +396,7 @@ def train_model(name, model, splits, run, device, evaluate_test=True, resume_fro
             model.load_state_dict(best["weights"])
             val_metrics = best["val_metrics"]
         elif run.patience:  # no epoch's validation objective was a number: nothing to choose from
-            cli.say_once(f"{name}: no epoch had a finite validation objective; keeping the last epoch's weights")
+            cli.note(f"{name}: no epoch had a finite validation objective; keeping the last epoch's weights")
         if not evaluate_test:  # benchmarks time the epochs alone
             log.writer.close()
             return val_metrics

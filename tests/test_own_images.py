@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 import data
+import own_images
 
 
 def write_folder(root, images, labels=None, classes=None, suffix=".png"):
@@ -27,14 +28,14 @@ def digits(n=30, size=(8, 6), colour=False, seed=0):
 
 def test_a_folder_of_class_sub_folders_is_read_with_its_labels_and_a_flat_one_without(tmp_path):
     images, labels = digits()
-    image_set = data.read_image_set(str(write_folder(tmp_path / "shapes", images, labels, ["a", "b", "c"])))
+    image_set = own_images.read_image_set(str(write_folder(tmp_path / "shapes", images, labels, ["a", "b", "c"])))
     assert image_set.name == "shapes" and image_set.classes == ["a", "b", "c"]
     assert image_set.images.shape == (30, 1, 8, 6) and image_set.images.dtype == torch.float32
     # files are read class by class; each image keeps its pixels and its label
     for image, label in zip(image_set.images, image_set.labels):
         matches = [i for i in range(30) if np.array_equal(images[i], (image[0] * 255).round().byte().numpy())]
         assert len(matches) == 1 and labels[matches[0]] == label
-    flat = data.read_image_set(str(write_folder(tmp_path / "flat", images)))
+    flat = own_images.read_image_set(str(write_folder(tmp_path / "flat", images)))
     assert flat.labels is None and flat.classes is None
     assert torch.equal(flat.images[:, 0], torch.from_numpy(images).float() / 255)
 
@@ -43,7 +44,7 @@ def test_colour_images_keep_their_channels_and_grey_ones_among_them_become_colou
     images, _ = digits(colour=True)
     folder = write_folder(tmp_path / "colour", images)
     Image.fromarray(images[0, :, :, 0]).save(folder / "zz_grey.png")  # one grey image in a colour set
-    image_set = data.read_image_set(str(folder))
+    image_set = own_images.read_image_set(str(folder))
     assert image_set.images.shape == (31, 3, 8, 6)
     assert torch.equal(image_set.images[:30], torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
     grey = image_set.images[30]
@@ -54,37 +55,37 @@ def test_an_npz_is_read_in_either_scale_and_resized_on_request(tmp_path):
     images, labels = digits(colour=True)
     np.savez(tmp_path / "as_bytes.npz", images=images, labels=labels, classes=np.array(["x", "y", "z"]))
     np.savez(tmp_path / "as_floats.npz", images=images.astype(np.float32) / 255)
-    as_bytes, as_floats = data.read_image_set(str(tmp_path / "as_bytes.npz")), data.read_image_set(str(tmp_path / "as_floats.npz"))
+    as_bytes, as_floats = own_images.read_image_set(str(tmp_path / "as_bytes.npz")), own_images.read_image_set(str(tmp_path / "as_floats.npz"))
     assert as_bytes.name == "as_bytes" and as_bytes.classes == ["x", "y", "z"] and as_bytes.labels.tolist() == labels.tolist()
     assert torch.allclose(as_bytes.images, as_floats.images) and as_floats.labels is None
-    resized = data.read_image_set(str(tmp_path / "as_bytes.npz"), image_size=(4, 3))
+    resized = own_images.read_image_set(str(tmp_path / "as_bytes.npz"), image_size=(4, 3))
     assert resized.images.shape == (30, 3, 4, 3) and 0 <= resized.images.min() and resized.images.max() <= 1
     # a flat image averages to about the same grey when shrunk
     np.savez(tmp_path / "flat.npz", images=np.full((12, 8, 8), 100, dtype=np.uint8))
-    assert data.read_image_set(str(tmp_path / "flat.npz"), image_size=(4, 4)).images.mean() == pytest.approx(100 / 255, abs=1e-3)
+    assert own_images.read_image_set(str(tmp_path / "flat.npz"), image_size=(4, 4)).images.mean() == pytest.approx(100 / 255, abs=1e-3)
 
 
 def test_the_split_is_fixed_by_its_seed_disjoint_and_complete(tmp_path):
     images, labels = digits(n=200)
     np.savez(tmp_path / "set.npz", images=images, labels=labels)
-    image_set = data.read_image_set(str(tmp_path / "set.npz"))
+    image_set = own_images.read_image_set(str(tmp_path / "set.npz"))
     splits = data.split_image_set(image_set)
     assert [len(splits[s]) for s in ("train", "val", "test")] == [160, 20, 20]
-    again = data.split_image_set(data.read_image_set(str(tmp_path / "set.npz")))
+    again = data.split_image_set(own_images.read_image_set(str(tmp_path / "set.npz")))
     assert all(torch.equal(splits[s].images, again[s].images) for s in splits)
     rows = {tuple(x.flatten().tolist()) for s in splits.values() for x in s.images}
     assert len(rows) == 200  # every image in exactly one split
     np.savez_compressed(tmp_path / "packed.npz", images=images, labels=labels)  # other bytes, the same images
-    assert data.read_image_set(str(tmp_path / "packed.npz")).sha256 == image_set.sha256
+    assert own_images.read_image_set(str(tmp_path / "packed.npz")).sha256 == image_set.sha256
     np.savez(tmp_path / "moved.npz", images=images, labels=(labels + 1) % 3)
-    assert data.read_image_set(str(tmp_path / "moved.npz")).sha256 != image_set.sha256
+    assert own_images.read_image_set(str(tmp_path / "moved.npz")).sha256 != image_set.sha256
     inside = os.path.join(data.PROJECT_DIR, "data", "mine.npz")
     assert data.stored_path(inside) == os.path.join("data", "mine.npz") and data.stored_path(str(tmp_path)) == str(tmp_path)
     other = data.split_image_set(image_set, seed=1)
     assert not torch.equal(other["test"].images, splits["test"].images)
-    unlabelled = data.split_image_set(data.read_image_set(str(write_folder(tmp_path / "flat", images[:20]))))
+    unlabelled = data.split_image_set(own_images.read_image_set(str(write_folder(tmp_path / "flat", images[:20]))))
     assert (unlabelled["train"].labels == -1).all() and len(unlabelled["test"]) == 2
-    assert image_set.sha256 == data.read_image_set(str(tmp_path / "set.npz")).sha256
+    assert image_set.sha256 == own_images.read_image_set(str(tmp_path / "set.npz")).sha256
 
 
 @pytest.mark.parametrize("make, message", [
@@ -97,7 +98,7 @@ def test_the_split_is_fixed_by_its_seed_disjoint_and_complete(tmp_path):
 def test_bad_folders_are_refused_naming_what_is_wrong(tmp_path, make, message):
     make(tmp_path / "mine")
     with pytest.raises(data.DataError, match=message):
-        data.read_image_set(str(tmp_path / "mine"))
+        own_images.read_image_set(str(tmp_path / "mine"))
 
 
 def test_a_truncated_image_is_named(tmp_path):
@@ -106,7 +107,7 @@ def test_a_truncated_image_is_named(tmp_path):
     content = (folder / "0002.png").read_bytes()
     (folder / "0002.png").write_bytes(content[:len(content) // 2])
     with pytest.raises(data.DataError, match="0002.png: cannot be read"):
-        data.read_image_set(str(folder))
+        own_images.read_image_set(str(folder))
 
 
 @pytest.mark.parametrize("arrays, message", [
@@ -122,22 +123,35 @@ def test_a_truncated_image_is_named(tmp_path):
 def test_bad_npz_files_are_refused_naming_what_is_wrong(tmp_path, arrays, message):
     np.savez(tmp_path / "mine.npz", **arrays)
     with pytest.raises(data.DataError, match=message):
-        data.read_image_set(str(tmp_path / "mine.npz"))
+        own_images.read_image_set(str(tmp_path / "mine.npz"))
+
+
+def test_a_users_images_are_read_once_and_again_when_their_files_change(tmp_path):
+    path = str(tmp_path / "mine.npz")
+    np.savez(path, images=np.zeros((20, 8, 8), np.uint8))
+    first = data.user_image_set(path)
+    assert data.user_image_set(path) is first  # not read twice
+    np.savez(path, images=np.full((20, 8, 8), 255, np.uint8))
+    os.utime(path, ns=(0, os.stat(path).st_mtime_ns + 10 ** 9))  # a later modification time, however coarse the clock
+    again = data.user_image_set(path)
+    assert again.sha256 != first.sha256 and again.images.min() == 1.0
 
 
 def test_paths_that_are_no_dataset_are_refused(tmp_path):
     with pytest.raises(data.DataError, match="no such dataset"):
-        data.read_image_set(str(tmp_path / "missing"))
+        data.user_image_set(str(tmp_path / "missing"))
+    with pytest.raises(data.DataError, match="no such folder"):
+        own_images.read_image_set(str(tmp_path / "missing"))
     for name in ("mnist", "Fashion-MNIST"):  # case-blind file systems would mix their files with the built-in ones
         (tmp_path / name).mkdir()
         with pytest.raises(data.DataError, match="built-in"):
             data.dataset_name(str(tmp_path / name))
     (tmp_path / "images.csv").write_text("1,2")
     with pytest.raises(data.DataError, match="nor an .npz"):
-        data.read_image_set(str(tmp_path / "images.csv"))
+        own_images.read_image_set(str(tmp_path / "images.csv"))
     np.savez(tmp_path / "few.npz", images=np.zeros((5, 8, 8), np.uint8))
     with pytest.raises(data.DataError, match="at least 20"):
-        data.split_image_set(data.read_image_set(str(tmp_path / "few.npz")))
+        data.split_image_set(own_images.read_image_set(str(tmp_path / "few.npz")))
 
 
 @pytest.mark.parametrize("kind", ["autoencoder", "vae"])
@@ -171,7 +185,7 @@ def test_train_py_trains_both_models_on_an_npz_and_a_folder_naming_them_after_it
             model = models.load_checkpoint(path)
             assert model.kind == kind and model.image_shape == shape and model.dataset == name
             source = models.read_checkpoint(path)["data_source"]
-            assert source["sha256"] == data.read_image_set(str(dataset)).sha256 and source["path"] == str(dataset)
+            assert source["sha256"] == own_images.read_image_set(str(dataset)).sha256 and source["path"] == str(dataset)
 
 
 def test_train_py_resizes_images_of_mixed_sizes_on_request_and_refuses_them_otherwise(tmp_path):
@@ -274,8 +288,8 @@ def test_the_digits_example_writes_the_same_images_as_an_npz_and_as_a_folder(tmp
     export = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(export)
     export.main(["-o", str(tmp_path)])
-    from_npz = data.read_image_set(str(tmp_path / "digits8x8.npz"))
-    from_folder = data.read_image_set(str(tmp_path / "digits8x8-png"))
+    from_npz = own_images.read_image_set(str(tmp_path / "digits8x8.npz"))
+    from_folder = own_images.read_image_set(str(tmp_path / "digits8x8-png"))
     assert from_npz.images.shape == from_folder.images.shape == (1797, 1, 8, 8)
     assert from_npz.classes == from_folder.classes == [str(d) for d in range(10)]
     order = sorted(range(1797), key=lambda i: (int(from_npz.labels[i]), i))  # the folder is read class by class
@@ -312,12 +326,12 @@ def test_damaged_npz_files_and_sixteen_bit_images(tmp_path):
     (tmp_path / "one.npy").rename(tmp_path / "single.npz")
     for name in ("cut.npz", "single.npz"):
         with pytest.raises(data.DataError, match=f"{name}: cannot be read as an .npz"):
-            data.read_image_set(str(tmp_path / name))
+            own_images.read_image_set(str(tmp_path / name))
     folder = tmp_path / "deep"
     folder.mkdir()
     for i, level in enumerate([0, 16384, 65535] * 4):
         Image.fromarray(np.full((6, 6), level, np.uint16)).save(folder / f"{i:02d}.png")
-    image_set = data.read_image_set(str(folder))
+    image_set = own_images.read_image_set(str(folder))
     assert image_set.images.shape == (12, 1, 6, 6)  # grey, not colour
     assert image_set.images[:3, 0, 0, 0].tolist() == pytest.approx([0, 64 / 255, 1], abs=1e-6)
 

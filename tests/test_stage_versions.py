@@ -20,11 +20,11 @@ RECORD = os.path.join(ROOT, "tests", "stage_fingerprints.json")
 DATA = "data.py:Split,binarize,load_dataset,DATASETS,VALIDATION_SIZE,SPLIT_SEED,BINARIZE_SEED"
 STAGES = {
     "training": ("lab.config", "TRAINING_VERSION", [
-        "models.py", DATA, "lab/config.py:TrainConfig",
+        "models.py", DATA, "own_images.py", "lab/config.py:TrainConfig",
         "lab/training.py:train_model,train_epoch,finish_run,restore_training_state,train_one,clip_gradients,lr_factor,"
         "compile_loss,random_state,make_optimizer"]),
     "evaluation": ("lab.runner", "EVALUATION_VERSION", [
-        "models.py", DATA, "lab/config.py:EvalConfig", "lab/measures.py", "lab/evaluation.py",
+        "models.py", DATA, "own_images.py", "lab/config.py:EvalConfig", "lab/measures.py", "lab/evaluation.py",
         "lab/sample_measures.py", "lab/judge.py", "lab/samplers.py", "lab/seed_study.py:evaluate_run,own_grid,EVALUATION",
         "lab/beta_sweep.py:evaluate_run,EVALUATION", "lab/runner.py:evaluation_settings,run_one"]),
 }
