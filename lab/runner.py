@@ -11,6 +11,7 @@ Seed 0 of the default models is the README's default run, in <checkpoint_dir> it
 in <checkpoint_dir>/study/<dataset>-seed<S>/, its cached evaluations in <checkpoint_dir>/study/evaluations/.
 Each run's output and any traceback go to a log file beside its checkpoint (<name>.log).
 """
+import contextlib
 import functools
 import json
 import os
@@ -161,9 +162,10 @@ def record(run, path, sha256, cached, train_seconds):
             "evaluate_seconds": round(cached["evaluate_seconds"], 1)}
 
 
-def run_one(run, study, prepare, evaluate_one, cache_suffix):
+def run_one(run, study, prepare, evaluate_one, cache_suffix, references=None):
     """Train (unless finished) and evaluate (unless cached) one run; its record. Data and the reference it is
-    scored against (prepare(dataset, study)) are loaded only when there is work."""
+    scored against are loaded only when there is work: references[dataset] where the study computed it once
+    for every run (references_for), else prepare(dataset, study) here."""
     path = run_checkpoint(run, study)[1]
     wanted = train_config_of(run, study)
     state = checkpoint_state(path, wanted)
@@ -187,7 +189,7 @@ def run_one(run, study, prepare, evaluate_one, cache_suffix):
     if cached is None:
         t = time.perf_counter()
         result = evaluate_one(models.load_checkpoint(path, map_location=device), run_splits(run.dataset, study),
-                              prepared_of(run.dataset, prepare, study), study)
+                              (references or {}).get(run.dataset) or prepare(run.dataset, study), study)
         cached = {"checkpoint_sha256": sha256, "settings": settings, **result,
                   "evaluate_seconds": time.perf_counter() - t}
         write_atomically(cache_path, strict_json(cached))
@@ -212,23 +214,29 @@ class RunError(UserError):
 _one_run_at_a_time = threading.Lock()
 
 
-def run_task(run, study, prepare, evaluate_one, cache_suffix, quiet=True):
+@contextlib.contextmanager
+def threads_of(study):
+    """PyTorch computes with study.threads CPU threads inside (the count a run's numbers are made with), and with
+    what it had before afterwards."""
+    threads = torch.get_num_threads()
+    if study.threads:
+        torch.set_num_threads(study.threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_task(run, study, prepare, evaluate_one, cache_suffix, quiet=True, references=None):
     """One run as a task for an engine: with study.threads CPU threads whatever the machine (so its numbers do
     not depend on where it ran), its output (quiet: all of it) and any traceback in its log file. One run at a
     time per process: runs share torch's random stream and the process's stdout (a Dask worker with several
     threads would otherwise interleave them)."""
-    with _one_run_at_a_time:
-        threads = torch.get_num_threads()
-        if study.threads:
-            torch.set_num_threads(study.threads)
-        try:
-            return _logged_run(run, study, prepare, evaluate_one, cache_suffix, quiet)
-        finally:
-            torch.set_num_threads(threads)
+    with _one_run_at_a_time, threads_of(study):
+        return _logged_run(run, study, prepare, evaluate_one, cache_suffix, quiet, references)
 
 
-def _logged_run(run, study, prepare, evaluate_one, cache_suffix, quiet):
-    import contextlib
+def _logged_run(run, study, prepare, evaluate_one, cache_suffix, quiet, references):
     log_path = log_path_of(run, study, cache_suffix)
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "a") as log:
@@ -240,7 +248,7 @@ def _logged_run(run, study, prepare, evaluate_one, cache_suffix, quiet):
             for r in redirect:
                 stack.enter_context(r)
             try:
-                return run_one(run, study, prepare, evaluate_one, cache_suffix)
+                return run_one(run, study, prepare, evaluate_one, cache_suffix, references)
             except (UserError, data.DataError, models.CheckpointError, KeyboardInterrupt) as e:
                 log.write(f"stopped: {e!r}\n")
                 raise
@@ -250,10 +258,13 @@ def _logged_run(run, study, prepare, evaluate_one, cache_suffix, quiet):
                 raise RunError(f"{type(e).__name__}: {first_line} (traceback in {log_path})") from None
 
 
-@functools.lru_cache(maxsize=4)
-def prepared_of(dataset, prepare, study):
-    """prepare(dataset, study) once per process (the judge and the test images' features: a few seconds)."""
-    return prepare(dataset, study)
+def references_for(datasets, prepare, study):
+    """{dataset: prepare(dataset, study)}: what every run of a dataset is scored against (the judge and the test
+    images' features: a few seconds), computed once here for all the runs instead of once per run, with the
+    runs' thread count, so that a run's numbers are the ones it would get computing it itself. A missing judge
+    or damaged data fails here, before any run starts."""
+    with threads_of(study):
+        return {dataset: prepare(dataset, study) for dataset in datasets}
 
 
 def floor_of(dataset, prepare, study):
@@ -270,7 +281,7 @@ def floor_of(dataset, prepare, study):
             return cached["floor"]
     except (OSError, ValueError):
         pass
-    floor = prepared_of(dataset, prepare, study)["floor"]
+    floor = references_for([dataset], prepare, study)[dataset]["floor"]
     write_atomically(path, strict_json({"key": key, "floor": floor}))
     return floor
 
@@ -339,12 +350,11 @@ def run_all(runs, study, prepare, evaluate_one, cache_suffix, title):
 
 
 def _run(runs, todo, records, study, prepare, evaluate_one, cache_suffix, title):
-    if not study.scheduler:
-        for dataset in dict.fromkeys(r.dataset for r in todo):
-            prepared_of(dataset, prepare, study)  # a missing judge or damaged data fails now, not after every run
+    # on a Dask cluster each worker computes its own reference: this machine may lack the device the runs use
+    references = {} if study.scheduler else references_for(list(dict.fromkeys(r.dataset for r in todo)), prepare, study)
     in_workers = bool(study.scheduler) or (study.jobs > 1 and len(todo) > 1)
     task = functools.partial(run_task, study=study, prepare=prepare, evaluate_one=evaluate_one,
-                             cache_suffix=cache_suffix, quiet=in_workers)
+                             cache_suffix=cache_suffix, quiet=in_workers, references=references)
     if not todo:
         done = iter(())
     elif study.scheduler:

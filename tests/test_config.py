@@ -141,9 +141,28 @@ def test_a_task_in_this_process_gives_back_the_thread_count_it_found(tmp_path, m
     settings = config.StudyConfig(checkpoint_dir=str(tmp_path), threads=max(1, before - 1) if before > 1 else 2)
     seen = {}
 
-    def fake_run_one(run, study, prepare, evaluate_one, cache_suffix):
+    def fake_run_one(run, study, prepare, evaluate_one, cache_suffix, references):
         seen["threads"] = torch.get_num_threads()
         return {"ok": True}
     monkeypatch.setattr(runner, "run_one", fake_run_one)
     assert runner.run_task(runner.RunConfig("mnist", "vae", 3), settings, None, None, "", quiet=False) == {"ok": True}
     assert seen["threads"] == settings.threads and torch.get_num_threads() == before
+
+
+def test_the_reference_runs_are_scored_against_is_computed_once_for_all_of_them(tmp_path, monkeypatch):
+    prepared, handed = [], []
+
+    def prepare(dataset, study):  # the judge and the test images' features: seconds each time
+        prepared.append(dataset)
+        return {"dataset": dataset}
+
+    def fake_run_one(run, study, prepare, evaluate_one, cache_suffix, references):
+        handed.append(references[run.dataset])
+        return {"config": run}
+    monkeypatch.setattr(runner, "run_one", fake_run_one)
+    study = config.StudyConfig(checkpoint_dir=str(tmp_path), jobs=1)
+    runs = [runner.RunConfig(d, k, s, 1.0) for d in ("mnist", "binarized-mnist") for k in ("autoencoder", "vae")
+            for s in (0, 1)]
+    assert [r["config"] for r in runner.run_all(runs, study, prepare, None, "", "test")] == runs
+    assert prepared == ["mnist", "binarized-mnist"]
+    assert [h["dataset"] for h in handed] == [r.dataset for r in runs]
