@@ -14,7 +14,7 @@ import time
 import data
 import models
 from lab import cli, config, judge as judges, measures, reports, training
-from lab.config import EvalConfig
+from lab.config import EvalConfig, TrainConfig
 from lab.evaluation import evaluate_model
 from lab.files import UserError, strict_json, write_atomically, writable_dir
 from lab.provenance import provenance
@@ -30,18 +30,19 @@ def parse_args(argv=None):
         description="Compute every measure of docs/models.md for each checkpoint on the 10 000 test images and write "
                     "<output_dir>/metrics.json and metrics.md. Generated images are judged by a small CNN digit "
                     f"classifier ({JUDGE_PATH_HELP}); --train_classifier (re)trains it first.")
-    cli.add_checkpoint_arguments(p)
+    cli.add_checkpoints_argument(p)
+    config.add_flags(p, TrainConfig, ["checkpoint_dir", "data_dir"], helps={
+        "checkpoint_dir": "where to find checkpoints (default: %(default)s)"})
     p.add_argument("-o", "--output_dir", default="readme", help="where metrics.json and metrics.md go (default: %(default)s)")
     p.add_argument("--report_name", default=None, metavar="NAME",
                    help="write <output_dir>/NAME.json and NAME.md (default: metrics, metrics_<dataset> for other "
                         "datasets than mnist, with _val for --split val)")
-    p.add_argument("--dataset", type=cli.dataset_argument, default="mnist",
-                   metavar="{mnist,binarized-mnist,fashion-mnist,PATH}",
-                   help="evaluate the checkpoints of --checkpoint_dir trained on this dataset (stored in each file); "
-                        "results go to metrics.json/.md for mnist, metrics_<dataset>.json/.md otherwise; "
-                        "binarized-mnist is judged by the mnist classifier. For your own images, " + cli.DATASET_HELP +
-                        "; their sample measures need a judge, which --train_classifier trains from their labels "
-                        "(default: %(default)s)")
+    config.add_flags(p, TrainConfig, ["dataset"], helps={
+        "dataset": "evaluate the checkpoints of --checkpoint_dir trained on this dataset (stored in each file); "
+                   "results go to metrics.json/.md for mnist, metrics_<dataset>.json/.md otherwise; "
+                   "binarized-mnist is judged by the mnist classifier. For your own images, " + cli.DATASET_HELP +
+                   "; their sample measures need a judge, which --train_classifier trains from their labels "
+                   "(default: %(default)s)"})
     p.add_argument("--classifier", default=None,
                    help=f"the judge's checkpoint (default: {JUDGE_PATH_HELP})")
     p.add_argument("--train_classifier", action="store_true",

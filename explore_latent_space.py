@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt
 import torch
 
 import data
-from lab import cli
+from lab import cli, config
+from lab.config import EvalConfig, TrainConfig
 from lab.explorer_page import explorer_html, explorer_pair, explorer_screenshot
 from lab.figures import (interpolation_figure, latent_dist_figure, latent_dist_over_training_frames,
                          latent_space_figure, model_title, outputs_figure, sample_from_norm_figure, save_atomically,
@@ -88,22 +89,21 @@ def parse_args(argv=None):
                     "interpolation_*.png (straight lines between test digits); and, when both autoencoder.pt and "
                     "vae.pt are given, compare_<figure>.png with the two side by side. '*' is 'auto' for "
                     "autoencoder.pt, 'vae' for vae.pt, else the checkpoint's file stem.")
-    cli.add_checkpoint_arguments(p)
+    cli.add_checkpoints_argument(p)
+    config.add_flags(p, TrainConfig, ["checkpoint_dir", "data_dir"], helps={
+        "checkpoint_dir": "where to find checkpoints (default: %(default)s)"})
     p.add_argument("-o", "--output_dir", default="readme", help="where figures go (default: %(default)s)")
-    p.add_argument("--dataset", type=cli.dataset_argument, default="mnist",
-                   metavar="{mnist,binarized-mnist,fashion-mnist,PATH}",
-                   help="which checkpoints of --checkpoint_dir to draw: those trained on this dataset (stored in each "
-                        "file); checkpoints named on the command line are drawn whatever their dataset. Figures of "
-                        "models of other datasets than mnist are named <figure>_<dataset>_auto.png etc. For your "
-                        "own images, " + cli.DATASET_HELP + "; without it, a checkpoint's images are read from where "
-                        "they were when it was trained (default: %(default)s)")
-    p.add_argument("--sample_seed", "--seed", type=cli.non_negative_int, default=0, dest="sample_seed",
-                   help="seed of the N(0, I) samples; the same seed gives the same pixels (default: %(default)s; "
-                        "--seed is its old spelling)")
-    p.add_argument("--grid_range", type=cli.positive_float, default=1.5,
-                   help="the latent grid spans [-R, R] on both axes (default: %(default)s)")
-    p.add_argument("--grid_size", type=cli.positive_int, default=20,
-                   help="decoded images per side of the latent grid (default: %(default)s)")
+    config.add_flags(p, TrainConfig, ["dataset"], helps={
+        "dataset": "which checkpoints of --checkpoint_dir to draw: those trained on this dataset (stored in each "
+                   "file); checkpoints named on the command line are drawn whatever their dataset. Figures of "
+                   "models of other datasets than mnist are named <figure>_<dataset>_auto.png etc. For your "
+                   "own images, " + cli.DATASET_HELP + "; without it, a checkpoint's images are read from where "
+                   "they were when it was trained (default: %(default)s)"})
+    config.add_flags(p, EvalConfig, ["sample_seed", "grid_range", "grid_size"], helps={
+        "sample_seed": "seed of the N(0, I) samples; the same seed gives the same pixels (default: %(default)s; "
+                       "--seed is its old spelling)",
+        "grid_range": "the latent grid spans [-R, R] on both axes (default: %(default)s)",
+        "grid_size": "decoded images per side of the latent grid (default: %(default)s)"})
     p.add_argument("--num_points", type=cli.positive_int, default=10000,
                    help="test images encoded for the scatter (default: all %(default)s)")
     p.add_argument("--overlay_codes", action="store_true",

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 
 import data
 from lab import beta_sweep, cli, config, confirmatory, judge as judges, runner, seed_study, study_reports, training
-from lab.config import EvalConfig, StudyConfig
+from lab.config import EvalConfig, StudyConfig, TrainConfig
 from lab.files import UserError, strict_json, write_atomically, writable_dir
 from lab.provenance import provenance
 
@@ -48,9 +48,8 @@ def build_parser():
                                      "first if they have none (default: mnist "
                                      "binarized-mnist; fashion-mnist needs Debian's dataset-fashion-mnist or the files "
                                      "in --data_dir)")
-    p.add_argument("--checkpoint_dir", default="checkpoints",
-                   help="seed 0's checkpoints are here, the others in <checkpoint_dir>/study/ (default: %(default)s)")
-    p.add_argument("--data_dir", default="data", help="folder holding MNIST/raw/ (default: %(default)s)")
+    config.add_flags(p, TrainConfig, ["checkpoint_dir", "data_dir"], helps={
+        "checkpoint_dir": "seed 0's checkpoints are here, the others in <checkpoint_dir>/study/ (default: %(default)s)"})
     p.add_argument("--logdir", default=None,
                    help="TensorBoard runs of the models trained here (default: logs/study; with --quick: "
                         "<checkpoint_dir>/logs)")

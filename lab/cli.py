@@ -100,12 +100,10 @@ DATASET_HELP = ("PATH: a folder of images (flat, or one sub-folder per class) or
                 "named after the folder or file (docs/own-images.md)")
 
 
-def add_checkpoint_arguments(parser):
-    """The arguments of every script that reads trained models: which checkpoints, and the data."""
+def add_checkpoints_argument(parser):
+    """The checkpoints a script that reads trained models is given (its --checkpoint_dir, --data_dir and --dataset
+    are TrainConfig's flags, lab/config.py: add_flags)."""
     parser.add_argument("checkpoints", nargs="*", help="checkpoint files (default: every *.pt in --checkpoint_dir)")
-    parser.add_argument("--checkpoint_dir", default="checkpoints",
-                        help="where to find checkpoints (default: %(default)s)")
-    parser.add_argument("--data_dir", default="data", help="folder holding MNIST/raw/ (default: %(default)s)")
 
 
 def checkpoint_paths(args):

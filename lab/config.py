@@ -209,13 +209,14 @@ def from_checkpoint(checkpoint):
 
 # ---- command lines ----
 
-def add_flags(parser, config_class, names=None, defaults=None):
+def add_flags(parser, config_class, names=None, defaults=None, helps=None):
     """Add the flags of config_class's fields (those named, in that order; default: every field with a flag),
-    with the field's default unless defaults ({name: value}) gives the script's own."""
+    with the field's default unless defaults ({name: value}) gives the script's own, and its help unless helps
+    ({name: text}) says what the flag does in this script (its type, choices and spelling stay the field's)."""
     by_name = {f.name: f for f in fields(config_class)}
     for name in names or [f.name for f in fields(config_class) if f.metadata["flag"]]:
         f = by_name[name]
-        kwargs = dict(f.metadata["argparse"])
+        kwargs = dict(f.metadata["argparse"]) | ({"help": helps[name]} if name in (helps or {}) else {})
         aliases = kwargs.pop("aliases", ())
         default = (defaults or {}).get(name, f.default if f.default is not MISSING else None)
         parser.add_argument(f"--{name}", *aliases, dest=name,
