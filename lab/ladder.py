@@ -1,0 +1,120 @@
+"""The ladder from Davidson et al.'s Gaussian 2-D VAE protocol to our best recipe (docs/binarized-mnist.md): one
+change per rung, each rung's exact -log p(x) on the 5 000 validation images. A table and a figure, from the
+validation reports evaluate.py wrote (nothing is recomputed here):
+
+    python -m lab.ladder    # readme/best/ladder_val_rungs_*.json -> readme/best/ladder.md and ladder.png
+
+The rungs' order was written in docs/binarized-mnist.md before any of their runs.
+"""
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from lab.files import write_atomically  # noqa: E402
+from lab.reports import provenance_line  # noqa: E402
+from lab.seed_statistics import over_seeds, welch_ci95, welch_t_test_p  # noqa: E402
+
+REPORTS = ("readme/best/ladder_val_rungs_1_4_6.json", "readme/best/ladder_val_rungs_2_3_5.json")
+# (rung, what it changes, the report column of its seed 0: the rung is that checkpoint's recipe over its seeds)
+RUNGS = [
+    (1, "Davidson et al.'s protocol: 784-256-128-2, ReLU, Adam 1e-3, batch 64, early stopping (patience 50, "
+        "at most 200 epochs)", "binarized-mnist_published-protocol"),
+    (2, "our network: 784-256-256-256-2", "binarized-mnist_net256x3-relu_seed0"),
+    (3, "our activation: GELU", "binarized-mnist_net256x3-gelu_seed0"),
+    (4, "our optimisation: batch 256, Adam 3e-3, cosine schedule over 20 epochs, no early stopping "
+        "(the default recipe)", "checkpoints_binarized-mnist_vae"),
+    (5, "70 epochs instead of 20", "binarized-mnist_default-70epochs_seed0"),
+    (6, "the 5-sample importance-weighted bound instead of the ELBO (our best recipe)", "binarized-mnist_vae_best"),
+]
+MEASURES = {"nll": "−log p(x), certified quadrature", "iwae_nll_k500": "IS, 500 samples", "neg_elbo": "−ELBO"}
+
+
+def rung_summaries(reports):
+    """Per rung: its runs' values of each measure over seeds, the largest quadrature step error and the images
+    whose quadrature missed mass, and which report and runs they come from."""
+    rungs = []
+    for number, change, seed0 in RUNGS:
+        report, group = next(((r, g) for r in reports for g in r["across_seeds"] if seed0 in g["runs"]), (None, None))
+        if group is None:
+            raise SystemExit(f"error: no report groups {seed0} with its other seeds; run the commands in "
+                             f"docs/binarized-mnist.md first")
+        models = [report["models"][name] for name in group["runs"]]
+        rungs.append({"rung": number, "change": change, "runs": group["runs"], "seeds": group["seeds"],
+                      "commit": report["provenance"]["commit"][:7],
+                      **{m: over_seeds([model[m] for model in models]) for m in MEASURES},
+                      "step_error": max(model["quadrature_step_error_nats"] for model in models),
+                      "missed_mass": sum(model["quadrature_missed_mass_images"] for model in models)})
+    return rungs
+
+
+def number(x, digits=2):
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def ladder_table(rungs):
+    lines = ["| rung | change (each rung keeps the ones above) | seeds | −log p(x), nats: mean [95 % t interval] | "
+             "change from the rung above, nats: Welch 95 % interval (p) | IS-500 | −ELBO | step error ≤ | "
+             "missed-mass images |", "|---|---|---|---|---|---|---|---|---|"]
+    for previous, rung in zip([None] + rungs[:-1], rungs):
+        nll = rung["nll"]
+        if previous is None:
+            step = "–"
+        else:
+            a, b = previous["nll"]["values"], nll["values"]
+            difference, (low, high) = welch_ci95(a, b)  # this rung's mean minus the one above's
+            step = f"{difference:+.2f} [{low:+.2f}, {high:+.2f}] (p = {welch_t_test_p(a, b):.2g})"
+        lines.append(f"| {rung['rung']} | {rung['change']} | {len(rung['seeds'])} | {number(nll['mean'])} "
+                     f"[{number(nll['ci95'][0])}, {number(nll['ci95'][1])}] | {step} | "
+                     f"{number(rung['iwae_nll_k500']['mean'])} | {number(rung['neg_elbo']['mean'])} | "
+                     f"{number(rung['step_error'], 4)} | {rung['missed_mass']} |")
+    return "\n".join(lines)
+
+
+def ladder_figure(rungs):
+    fig, ax = plt.subplots(figsize=(7.5, 3.4), dpi=100)
+    for offset, measure, colour in ((-0.12, "iwae_nll_k500", "tab:gray"), (0.0, "neg_elbo", "tab:blue"),
+                                    (0.12, "nll", "tab:red")):
+        for i, rung in enumerate(rungs):
+            s = rung[measure]
+            ax.errorbar(i + offset, s["mean"], yerr=[[s["mean"] - s["ci95"][0]], [s["ci95"][1] - s["mean"]]],
+                        fmt="o", color=colour, capsize=3, markersize=4, label=MEASURES[measure] if i == 0 else None)
+            ax.plot([i + offset + 0.05] * len(s["values"]), s["values"], ".", color=colour, alpha=0.35, markersize=3)
+    ax.set_xticks(range(len(rungs)), [f"{r['rung']}" for r in rungs])
+    ax.set_xlabel("rung (1: Davidson et al.'s protocol … 6: our best recipe)")
+    ax.set_ylabel("nats per validation image")
+    ax.set_title("binarised MNIST, 2-D Gaussian VAE: one change per rung (mean, 95 % t interval, seeds)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def main(reports=REPORTS, output_dir="readme/best"):
+    loaded = []
+    for path in reports:
+        try:
+            with open(path) as f:
+                loaded.append(json.load(f))
+        except (OSError, ValueError) as e:
+            print(f"error: {path}: cannot read it ({e}); run the commands in docs/binarized-mnist.md first",
+                  file=sys.stderr)
+            sys.exit(2)
+    rungs = rung_summaries(loaded)
+    made = "; ".join(f"`{os.path.basename(p)}`: {provenance_line(r['provenance'])}" for p, r in zip(reports, loaded))
+    table = ladder_table(rungs)
+    write_atomically(os.path.join(output_dir, "ladder.md"),
+                     f"The ladder on the 5 000 validation images, by `python -m lab.ladder` from {made}.\n\n{table}\n")
+    fig = ladder_figure(rungs)
+    fig.savefig(os.path.join(output_dir, "ladder.png"))
+    plt.close(fig)
+    print(table)
+    return rungs
+
+
+if __name__ == "__main__":
+    main()

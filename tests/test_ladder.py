@@ -1,0 +1,48 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from scipy import stats
+
+from lab import ladder
+from conftest import ROOT
+
+
+def fake_report(rungs, commit):
+    """evaluate.py's report holding the given rungs: {seed-0 column: [-log p(x) of each seed]}."""
+    models, groups = {}, []
+    for seed0, values in rungs.items():
+        names = [seed0] + [f"{seed0}_seed{s}" for s in range(1, len(values))]
+        for name, v in zip(names, values):
+            models[name] = {"nll": v, "iwae_nll_k500": v + 3, "neg_elbo": v + 6, "quadrature_step_error_nats": 0.004,
+                            "quadrature_missed_mass_images": 0}
+        groups.append({"runs": names, "seeds": list(range(len(values)))})
+    return {"provenance": {"commit": commit, "dirty": False, "command": "python evaluate.py ...", "cpu": "a CPU"},
+            "models": models, "across_seeds": groups}
+
+
+def test_the_ladder_table_and_figure_come_from_the_reports_alone(tmp_path):
+    columns = [seed0 for _, _, seed0 in ladder.RUNGS]
+    values = {columns[0]: [129.0, 129.4, 128.8], columns[1]: [128.0, 128.6], columns[2]: [127.5, 127.9],
+              columns[3]: [131.0, 131.2, 131.4], columns[4]: [128.1, 128.3], columns[5]: [124.6, 124.7, 124.9]}
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    paths[0].write_text(json.dumps(fake_report({c: values[c] for c in columns[::2]}, "a" * 40)))
+    paths[1].write_text(json.dumps(fake_report({c: values[c] for c in columns[1::2]}, "b" * 40)))
+    rungs = ladder.main([str(p) for p in paths], str(tmp_path))
+    assert [r["nll"]["values"] for r in rungs] == [values[c] for c in columns]
+    assert rungs[5]["iwae_nll_k500"]["mean"] == pytest.approx(sum(values[columns[5]]) / 3 + 3)
+    table = (tmp_path / "ladder.md").read_text()
+    # rung 4 against rung 3: Welch's interval and p, as scipy computes them
+    a, b = values[columns[2]], values[columns[3]]
+    p = stats.ttest_ind(b, a, equal_var=False).pvalue
+    row = next(line for line in table.splitlines() if line.startswith("| 4 |"))
+    assert f"{sum(b) / 3 - sum(a) / 2:+.2f} [" in row and f"(p = {p:.2g})" in row
+    assert "| 131.20 [" in row and "aaaaaaa" in table and "bbbbbbb" in table
+    assert (tmp_path / "ladder.png").stat().st_size > 10_000
+
+
+def test_the_ladder_without_its_reports_is_one_error_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "lab.ladder"], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PYTHONPATH": ROOT})
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
