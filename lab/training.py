@@ -324,15 +324,76 @@ class EpochLog:
         self.writer.flush()
 
 
+class EarlyStopping:
+    """--patience: the best epoch so far by the validation objective, with its weights, and when to stop."""
+
+    def __init__(self, patience, saved=None):
+        self.patience = patience
+        self.best = saved or {"epoch": 0, "objective": math.inf}  # a resumed run's, from its checkpoint
+
+    def stopped_before(self, epoch):
+        """A resumed run that had already stopped before this epoch."""
+        return bool(self.patience) and epoch - 1 - self.best["epoch"] >= self.patience
+
+    def after_epoch(self, epoch, model, val_metrics):
+        """Keep this epoch if it is the best; True when the run should stop here."""
+        if not self.patience:
+            return False
+        if val_metrics["loss_total"] < self.best["objective"]:
+            self.best = {"epoch": epoch, "objective": val_metrics["loss_total"], "val_metrics": val_metrics,
+                         "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        return epoch - self.best["epoch"] >= self.patience
+
+    def why_stopped(self, epoch):
+        return (f"no better validation objective for {self.patience} epochs: stopped after epoch {epoch}, keeping "
+                f"epoch {self.best['epoch']}'s weights ({self.best['objective']:.2f} nats)")
+
+    def checkpoint_entries(self):
+        return {"early_stopping": self.best} if self.patience else {}
+
+    def best_epoch(self):
+        return self.best["epoch"] if self.patience and "weights" in self.best else None
+
+    def restore_best(self, name, model, val_metrics):
+        """The model as validation chose it (the best epoch's weights) and that epoch's validation measures."""
+        if self.best_epoch() is not None:
+            model.load_state_dict(self.best["weights"])
+            return self.best["val_metrics"]
+        if self.patience:  # no epoch's validation objective was a number: nothing to choose from
+            cli.note(f"{name}: no epoch had a finite validation objective; keeping the last epoch's weights")
+        return val_metrics
+
+
+def check_finite(name, epoch, train_metrics, checkpoint_path):
+    if not math.isfinite(train_metrics["total"]):
+        raise LossNotFinite(f"{name}: the training loss became {train_metrics['total']} in epoch {epoch}; "
+                            f"try a smaller --lr. The last good checkpoint is "
+                            f"{checkpoint_path if epoch > 1 else 'none (first epoch)'}")
+
+
+def optimizer_and_schedule(model, run, steps_per_epoch):
+    """Adam and its learning-rate schedule over the run's steps."""
+    optimizer = make_optimizer(model, run.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, steps_per_epoch, steps_per_epoch * run.epochs, run.schedule))
+    return optimizer, scheduler
+
+
+def epoch_log_of(name, model, val_split, run, device, resume_from):
+    """The run's TensorBoard log (a resumed run goes on in its own folder) and its codes' history (2-D codes)."""
+    previous_log_dir = (resume_from or {}).get("config", {}).get("log_dir")
+    log_dir = previous_log_dir if previous_log_dir and os.path.isdir(previous_log_dir) else make_log_dir(run.logdir, name)
+    log = EpochLog(log_dir, model, val_split, device, data.class_names_of(run.dataset, run.image_size))
+    history = CodeHistory(model, val_split, (resume_from or {}).get("code_history")) if model.latent_dim == 2 else None
+    return log_dir, log, history
+
+
 def train_model(name, model, splits, run, device, evaluate_test=True, resume_from=None):
     """Train one model as the TrainConfig `run` says, checkpointing every epoch; resume_from: an unfinished
     checkpoint. Ctrl-C or SIGTERM raise RunStopped, which says which epoch was saved last."""
     train_split, val_split = splits["train"], splits["val"]
     model.init_output_bias(train_split.images.mean(0))
-    optimizer = make_optimizer(model, run.lr)
-    steps_per_epoch = math.ceil(len(train_split) / run.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, steps_per_epoch, steps_per_epoch * run.epochs, run.schedule))
+    optimizer, scheduler = optimizer_and_schedule(model, run, math.ceil(len(train_split) / run.batch_size))
     batch_order = torch.Generator().manual_seed(run.seed)
     first_epoch = 1
     checkpoint_path = os.path.join(run.checkpoint_dir, f"{name}.pt")
@@ -340,10 +401,7 @@ def train_model(name, model, splits, run, device, evaluate_test=True, resume_fro
         first_epoch = restore_training_state(resume_from, model, optimizer, scheduler, batch_order, device)
         print(f"{name}: resuming from {checkpoint_path} after epoch {resume_from['epoch']}")
     loss_fn = compile_loss(model, train_split.images[:run.batch_size]) if run.compile else model.loss
-    previous_log_dir = (resume_from or {}).get("config", {}).get("log_dir")
-    log_dir = previous_log_dir if previous_log_dir and os.path.isdir(previous_log_dir) else make_log_dir(run.logdir, name)
-    log = EpochLog(log_dir, model, val_split, device, data.class_names_of(run.dataset, run.image_size))
-    history = CodeHistory(model, val_split, (resume_from or {}).get("code_history")) if model.latent_dim == 2 else None
+    log_dir, log, history = epoch_log_of(name, model, val_split, run, device, resume_from)
     stored = config.as_checkpoint_dict(run, log_dir=log_dir)  # log_dir: evaluate.py adds its metrics to this run
     code = (resume_from or {}).get("code") or code_state()  # the code that trained the run (its first invocation's)
     train_seconds = (resume_from or {}).get("train_seconds", 0.0)  # this run's, across the invocations that made it
@@ -353,56 +411,44 @@ def train_model(name, model, splits, run, device, evaluate_test=True, resume_fro
     moved_to, saved, val_metrics = None, None, {}
     if resume_from is not None:
         saved = (checkpoint_path, resume_from["epoch"])
-    best = (resume_from or {}).get("early_stopping") or {"epoch": 0, "objective": math.inf}
+    stopping = EarlyStopping(run.patience, (resume_from or {}).get("early_stopping"))
     epoch = first_epoch - 1
     try:
         for epoch in range(first_epoch, run.epochs + 1):
-            if run.patience and epoch - 1 - best["epoch"] >= run.patience:  # resumed after the stopping epoch
+            if stopping.stopped_before(epoch):
                 epoch -= 1
                 break
             start = time.perf_counter()
             train_metrics = train_epoch(name, epoch, model, train_split, run, device, optimizer, scheduler,
                                         batch_order, loss_fn)
-            if not math.isfinite(train_metrics["total"]):
-                raise LossNotFinite(f"{name}: the training loss became {train_metrics['total']} in epoch {epoch}; "
-                                    f"try a smaller --lr. The last good checkpoint is "
-                                    f"{checkpoint_path if epoch > 1 else 'none (first epoch)'}")
+            check_finite(name, epoch, train_metrics, checkpoint_path)
             val_metrics = measures.evaluate_split(model, val_split)
             seconds = time.perf_counter() - start
             train_seconds += seconds
             codes = history.add(epoch) if history else None
             log.epoch(epoch, model, train_metrics, val_metrics, optimizer.param_groups[0]["lr"], seconds, codes,
                       history.state["labels"] if history else None, history.box() if history else None)
-            if run.patience and val_metrics["loss_total"] < best["objective"]:
-                best = {"epoch": epoch, "objective": val_metrics["loss_total"], "val_metrics": val_metrics,
-                        "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            stop_here = stopping.after_epoch(epoch, model, val_metrics)
             if epoch == 1:
                 moved_to = keep_previous_checkpoint(checkpoint_path)
             models.save_checkpoint(
                 checkpoint_path, model, epoch=epoch, completed=False, **dataset_entries(run), config=stored,
                 optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
                 random_state=random_state(batch_order, device), val_metrics=val_metrics, train_seconds=train_seconds,
-                code=code, **({"code_history": history.state} if history else {}),
-                **({"early_stopping": best} if run.patience else {}))
+                code=code, **({"code_history": history.state} if history else {}), **stopping.checkpoint_entries())
             saved = (checkpoint_path, epoch)
             print(f"{name} epoch {epoch:2d}/{run.epochs}  train objective {train_metrics['total']:.2f}  "
                   f"val {loss_terms(val_metrics)}  pixel acc {100 * val_metrics['pixel_acc_0.5']:.2f}%  {seconds:.1f}s",
                   flush=True)
-            if run.patience and epoch - best["epoch"] >= run.patience:
-                print(f"{name}: no better validation objective for {run.patience} epochs: stopped after epoch "
-                      f"{epoch}, keeping epoch {best['epoch']}'s weights ({best['objective']:.2f} nats)", flush=True)
+            if stop_here:
+                print(f"{name}: {stopping.why_stopped(epoch)}", flush=True)
                 break
-        if run.patience and "weights" in best:  # early stopping keeps the best epoch's model, as validation chose it
-            model.load_state_dict(best["weights"])
-            val_metrics = best["val_metrics"]
-        elif run.patience:  # no epoch's validation objective was a number: nothing to choose from
-            cli.note(f"{name}: no epoch had a finite validation objective; keeping the last epoch's weights")
+        val_metrics = stopping.restore_best(name, model, val_metrics)
         if not evaluate_test:  # benchmarks time the epochs alone
             log.writer.close()
             return val_metrics
         return finish_run(name, model, splits, run, checkpoint_path, stored, val_metrics, train_seconds, log,
-                          moved_to, code, history, epochs_trained=epoch,
-                          best_epoch=best["epoch"] if run.patience and "weights" in best else None)
+                          moved_to, code, history, epochs_trained=epoch, best_epoch=stopping.best_epoch())
     except KeyboardInterrupt as stop:
         stopped = RunStopped(*(stop.args or ("interrupted",)))
         stopped.saved = saved

@@ -22,6 +22,7 @@ STAGES = {
     "training": ("lab.config", "TRAINING_VERSION", [
         "models.py", DATA, "own_images.py", "lab/config.py:TrainConfig",
         "lab/training.py:train_model,train_epoch,finish_run,restore_training_state,train_one,clip_gradients,lr_factor,"
+        "EarlyStopping,optimizer_and_schedule,check_finite,"
         "compile_loss,random_state,make_optimizer"]),
     "evaluation": ("lab.runner", "EVALUATION_VERSION", [
         "models.py", DATA, "own_images.py", "lab/config.py:EvalConfig", "lab/measures.py", "lab/evaluation.py",
