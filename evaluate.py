@@ -78,6 +78,22 @@ def the_judge(classifier, splits, built_in, device):
     return judge, skipped
 
 
+def checked_images(args, loaded, device):
+    """The splits of the images the checkpoints were trained on, every model's shape and images checked (and the
+    labels --train_classifier needs) before anything is written."""
+    if len({str((m.data_source or {}).get("image_size")) for m in loaded.values()}) > 1:
+        raise UserError("the checkpoints given were trained at different --image_size; evaluate one size at a time")
+    for model in loaded.values():
+        data.dataset_of_model(model, args.dataset)
+    splits = data.load_dataset_of(next(iter(loaded.values())), args.data_dir, device, args.dataset)
+    if args.train_classifier and (splits["train"].labels < 0).any():
+        raise UserError("--train_classifier: the judge learns from labelled images and these have no labels "
+                        "(give one sub-folder per class, or `labels` in the .npz)")
+    if args.train_classifier and min(splits["train"].images.shape[2:]) < 4:
+        raise UserError("--train_classifier: images smaller than 4 x 4 are too small for the judge")
+    return splits
+
+
 def main(argv=None):
     args = parse_args(argv)
     started = time.perf_counter()
@@ -95,16 +111,7 @@ def main(argv=None):
         classifier = args.classifier or judges.judge_path(dataset, args.checkpoint_dir,
                                                            for_writing=args.train_classifier)
         evaluation = config.from_args(EvalConfig, args)
-        if len({str((m.data_source or {}).get("image_size")) for m in loaded.values()}) > 1:
-            raise UserError("the checkpoints given were trained at different --image_size; evaluate one size at a time")
-        for model in loaded.values():  # every model's shape and images checked before anything is written
-            data.dataset_of_model(model, args.dataset)
-        splits = data.load_dataset_of(next(iter(loaded.values())), args.data_dir, device, args.dataset)
-        if args.train_classifier and (splits["train"].labels < 0).any():
-            raise UserError("--train_classifier: the judge learns from labelled images and these have no labels "
-                            "(give one sub-folder per class, or `labels` in the .npz)")
-        if args.train_classifier and min(splits["train"].images.shape[2:]) < 4:
-            raise UserError("--train_classifier: images smaller than 4 x 4 are too small for the judge")
+        splits = checked_images(args, loaded, device)
         writable_dir(args.output_dir)
         if args.train_classifier:
             judge_splits = splits if judge_dataset == dataset else data.load_dataset(judge_dataset, args.data_dir, device)
