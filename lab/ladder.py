@@ -2,7 +2,7 @@
 change per rung, each rung's exact -log p(x) on the 5 000 validation images. A table and a figure, from the
 validation reports evaluate.py wrote (nothing is recomputed here):
 
-    python -m lab.ladder    # readme/best/ladder_val_rung*.json -> readme/best/ladder.md and ladder.png
+    python -m lab.ladder    # readme/best/ladder/rung<N>.json -> readme/best/ladder/ladder.md and ladder.png
 
 The rungs' order was written in docs/binarized-mnist.md before any of their runs.
 """
@@ -19,9 +19,7 @@ from lab.files import write_atomically  # noqa: E402
 from lab.reports import provenance_line  # noqa: E402
 from lab.seed_statistics import over_seeds, welch_ci95, welch_t_test_p  # noqa: E402
 
-# three evaluations, each started as soon as its checkpoints existed (docs/binarized-mnist.md has the commands)
-REPORTS = ("readme/best/ladder_val_rungs_1_4_6.json", "readme/best/ladder_val_rungs_2_5.json",
-           "readme/best/ladder_val_rung_3.json")
+FOLDER = "readme/best/ladder"  # one evaluation per rung, rung<N>.json (docs/binarized-mnist.md has the commands)
 # (rung, what it changes, the report column of its seed 0: the rung is that checkpoint's recipe over its seeds)
 RUNGS = [
     (1, "Davidson et al.'s protocol: 784-256-128-2, ReLU, Adam 1e-3, batch 64, early stopping (patience 50, "
@@ -96,7 +94,8 @@ def ladder_figure(rungs):
     return fig
 
 
-def main(reports=REPORTS, output_dir="readme/best"):
+def main(reports=None, output_dir=FOLDER):
+    reports = reports or [os.path.join(FOLDER, f"rung{rung}.json") for rung, _, _ in RUNGS]
     loaded = []
     for path in reports:
         try:
