@@ -1,6 +1,6 @@
 """The ladder from Davidson et al.'s Gaussian 2-D VAE protocol to our best recipe (docs/binarized-mnist.md): one
-change per rung, each rung's exact -log p(x) on the 5 000 validation images. A table and a figure, from the
-validation reports evaluate.py wrote (nothing is recomputed here):
+change per rung, each rung's exact -log p(x) on validation images. A table and a figure, from the validation
+reports evaluate.py wrote (nothing is recomputed here):
 
     python -m lab.ladder    # readme/best/ladder/rung<N>.json -> readme/best/ladder/ladder.md and ladder.png
 
@@ -106,10 +106,13 @@ def main(reports=None, output_dir=FOLDER):
                   file=sys.stderr)
             sys.exit(2)
     rungs = rung_summaries(loaded)
+    images = sorted({m.get("bound_images") for r in loaded for m in r["models"].values()}, key=str)
+    scored_on = (f"the first {images[0]:,} validation images".replace(",", " ") if len(images) == 1
+                 else f"validation images ({', '.join(map(str, images))} per report)")
     made = "; ".join(f"`{os.path.basename(p)}`: {provenance_line(r['provenance'])}" for p, r in zip(reports, loaded))
     table = ladder_table(rungs)
     write_atomically(os.path.join(output_dir, "ladder.md"),
-                     f"The ladder on the 5 000 validation images, by `python -m lab.ladder` from {made}.\n\n{table}\n")
+                     f"The ladder on {scored_on}, by `python -m lab.ladder` from {made}.\n\n{table}\n")
     fig = ladder_figure(rungs)
     fig.savefig(os.path.join(output_dir, "ladder.png"))
     plt.close(fig)

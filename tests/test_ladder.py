@@ -16,7 +16,7 @@ def fake_report(rungs, commit):
         names = [seed0] + [f"{seed0}_seed{s}" for s in range(1, len(values))]
         for name, v in zip(names, values):
             models[name] = {"nll": v, "iwae_nll_k500": v + 3, "neg_elbo": v + 6, "quadrature_step_error_nats": 0.004,
-                            "quadrature_missed_mass_images": 0}
+                            "quadrature_missed_mass_images": 0, "bound_images": 1000}
         groups.append({"runs": names, "seeds": list(range(len(values)))})
     return {"provenance": {"commit": commit, "dirty": False, "command": "python evaluate.py ...", "cpu": "a CPU"},
             "models": models, "across_seeds": groups}
@@ -39,6 +39,7 @@ def test_the_ladder_table_and_figure_come_from_the_reports_alone(tmp_path):
     row = next(line for line in table.splitlines() if line.startswith("| 4 |"))
     assert f"{sum(b) / 3 - sum(a) / 2:+.2f} [" in row and f"(p = {p:.2g})" in row
     assert "| 131.20 [" in row and "aaaaaaa" in table and "bbbbbbb" in table
+    assert "on the first 1 000 validation images" in table
     assert (tmp_path / "ladder.png").stat().st_size > 10_000
 
 
