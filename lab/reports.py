@@ -83,9 +83,19 @@ def seed_summary_table(summary, iwae_k):
             label = f"IWAE estimate of −log p(x), k = {iwae_k}, nats"
         if lookup in summary["measures"]:
             m = summary["measures"][lookup]
-            lines.append(f"| {label.strip()} | {fmt.format(m['mean'])} | [{fmt.format(m['ci95'][0])}, "
-                         f"{fmt.format(m['ci95'][1])}] | " + ", ".join(fmt.format(v) for v in m["values"]) + " |")
+            low, high = m["ci95"]
+            # drawn inside what the measure can be (the JSON keeps the t interval as computed): a share in [0, 1],
+            # a count or a sample size not below 0
+            if key in SHARES or "%" in fmt:
+                low, high = max(0.0, low), min(1.0, high)
+            elif key in COUNTS:
+                low = max(0.0, low)
+            lines.append(f"| {label.strip()} | {fmt.format(m['mean'])} | [{fmt.format(low)}, {fmt.format(high)}] | "
+                         + ", ".join(fmt.format(v) for v in m["values"]) + " |")
     return "\n".join(lines) + "\n"
+
+
+COUNTS = ("iwae_ess", "quadrature_refined_images", "quadrature_missed_mass_images")
 
 
 # ---- the study (study.json) ----

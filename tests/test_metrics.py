@@ -407,3 +407,19 @@ def test_quadrature_refuses_posteriors_beyond_its_box_and_widens_it_for_those_wi
         vae.encoder[-1].bias.copy_(torch.tensor([50.0, -1.0, -8.0, -8.0]))  # a beta = 0 VAE's far codes
         with pytest.raises(measures.OutOfReach, match="beyond the quadrature's box"):
             measures.quadrature_extent(vae, images)
+
+
+def test_a_recipes_seed_table_draws_each_interval_inside_what_its_measure_can_be():
+    from lab import reports
+    from lab.seed_statistics import over_seeds
+    summary = {"runs": ["a", "a_seed1"], "seeds": [0, 1],
+               "measures": {"knn5_accuracy": over_seeds([0.87, 0.83]), "quadrature_refined_images": over_seeds([612, 519]),
+                            "nll": over_seeds([127.56, 128.13])}}
+    rows = {line.split(" | ")[0]: line for line in reports.seed_summary_table(summary, 500).splitlines()}
+    raw = summary["measures"]
+    assert raw["knn5_accuracy"]["ci95"][1] > 1 and raw["quadrature_refined_images"]["ci95"][0] < 0  # the t interval
+    assert "| 85.00% | [" in rows["| 5-NN class accuracy from the codes"]
+    assert rows["| 5-NN class accuracy from the codes"].endswith(", 100.00%] | 87.00%, 83.00% |")
+    assert "| [0, " in rows["| images summed on a grid finer than 0.02"]
+    low, high = raw["nll"]["ci95"]  # nats: as computed
+    assert f"[{low:.2f}, {high:.2f}]" in rows["| −log p(x) by quadrature over the latent plane, nats"]
