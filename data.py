@@ -111,10 +111,14 @@ def user_image_set(path, image_size=None):
 
 
 def _files_signature(path):
-    """What changes when the files at path do: each file's name, size and modification time."""
-    files = ([os.path.join(root, n) for root, _, names in sorted(os.walk(path)) for n in sorted(names)]
-             if os.path.isdir(path) else [path])
-    return tuple((f, (s := os.stat(f)).st_size, s.st_mtime_ns) for f in files)
+    """What changes when the files read at path do (own_images.image_files): each one's name, size, inode and
+    modification and change times (the change time cannot be set back, so a copy keeping the old modification
+    time is seen too)."""
+    try:
+        return tuple((f, s.st_size, s.st_ino, s.st_mtime_ns, s.st_ctime_ns)
+                     for f in own_images.image_files(path) for s in [os.stat(f)])
+    except OSError as e:
+        raise DataError(f"{path}: cannot read its files ({e.strerror or e}: {e.filename})") from None
 
 
 @functools.lru_cache(maxsize=4)
@@ -335,7 +339,8 @@ def prepare_dataset(data_dir, dataset="mnist"):
 def load_dataset(dataset="mnist", data_dir="data", device="cpu", max_train_images=None, image_size=None):
     """Return {"train", "val", "test"} Splits of the dataset on `device`.
 
-    dataset: a built-in name, or the PATH of a user's images (read_image_set; image_size (H, W) resizes them).
+    dataset: a built-in name, or the PATH of a user's images (own_images.read_image_set; image_size (H, W)
+    resizes them).
 
     train: 55 000 images and val: 5 000 images, a fixed random split of the training file;
     test: the 10 000 test images. max_train_images keeps only the first n training images

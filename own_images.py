@@ -47,6 +47,16 @@ def read_image_set(path, image_size=None):
     raise DataError(f"{path}: no such folder or .npz file")
 
 
+def image_files(path):
+    """The files read_image_set reads at path: the .npz itself, or a folder's image files (flat, or those of its
+    class sub-folders)."""
+    if not os.path.isdir(path):
+        return [path]
+    sub_folders = sorted(n for n in os.listdir(path) if os.path.isdir(os.path.join(path, n))
+                         and _image_files(os.path.join(path, n)))
+    return _image_files(path) or [f for name in sub_folders for f in _image_files(os.path.join(path, name))]
+
+
 def _image_files(folder):
     return sorted(os.path.join(folder, n) for n in os.listdir(folder)
                   if n.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(os.path.join(folder, n)))

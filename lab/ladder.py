@@ -41,15 +41,21 @@ def rung_summaries(reports):
     for number, change, seed0 in RUNGS:
         report, group = next(((r, g) for r in reports for g in r["across_seeds"] if seed0 in g["runs"]), (None, None))
         if group is None:
-            raise SystemExit(f"error: no report groups {seed0} with its other seeds; run the commands in "
-                             f"docs/binarized-mnist.md first")
+            fail(f"no report groups {seed0} with its other seeds; run the commands in docs/binarized-mnist.md first")
         models = [report["models"][name] for name in group["runs"]]
+        if any(model.get("nll") is None for model in models):
+            fail(f"rung {number}: a report has no quadrature -log p(x) for {seed0}'s recipe (evaluate with --quadrature)")
         rungs.append({"rung": number, "change": change, "runs": group["runs"], "seeds": group["seeds"],
-                      "commit": report["provenance"]["commit"][:7],
+                      "commit": (report["provenance"].get("commit") or "no git")[:7],
                       **{m: over_seeds([model[m] for model in models]) for m in MEASURES},
                       "step_error": max(model["quadrature_step_error_nats"] for model in models),
                       "missed_mass": sum(model["quadrature_missed_mass_images"] for model in models)})
     return rungs
+
+
+def fail(message):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def number(x, digits=2):
@@ -102,9 +108,7 @@ def main(reports=None, output_dir=FOLDER):
             with open(path) as f:
                 loaded.append(json.load(f))
         except (OSError, ValueError) as e:
-            print(f"error: {path}: cannot read it ({e}); run the commands in docs/binarized-mnist.md first",
-                  file=sys.stderr)
-            sys.exit(2)
+            fail(f"{path}: cannot read it ({e}); run the commands in docs/binarized-mnist.md first")
     rungs = rung_summaries(loaded)
     images = sorted({m.get("bound_images") for r in loaded for m in r["models"].values()}, key=str)
     scored_on = (f"the first {images[0]:,} validation images".replace(",", " ") if len(images) == 1

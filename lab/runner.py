@@ -188,8 +188,9 @@ def run_one(run, study, prepare, evaluate_one, cache_suffix, references=None):
     cached = cached_evaluation(cache_path, sha256, settings)
     if cached is None:
         t = time.perf_counter()
+        reference = on_device((references or {}).get(run.dataset) or prepare(run.dataset, study), device)
         result = evaluate_one(models.load_checkpoint(path, map_location=device), run_splits(run.dataset, study),
-                              (references or {}).get(run.dataset) or prepare(run.dataset, study), study)
+                              reference, study)
         cached = {"checkpoint_sha256": sha256, "settings": settings, **result,
                   "evaluate_seconds": time.perf_counter() - t}
         write_atomically(cache_path, strict_json(cached))
@@ -264,12 +265,28 @@ def references_for(datasets, prepare, study):
     runs' thread count, so that a run's numbers are the ones it would get computing it itself. A missing judge
     or damaged data fails here, before any run starts."""
     with threads_of(study):
-        return {dataset: prepare(dataset, study) for dataset in datasets}
+        references = {dataset: prepare(dataset, study) for dataset in datasets}
+    for dataset, reference in references.items():  # the study's floor_of then finds it
+        _cached_floor(dataset, study, reference["floor"])
+    return references
+
+
+def on_device(reference, device):
+    """The reference with its judge and tensors on device. It travels to worker processes and Dask workers with
+    them on the CPU (an Apple GPU's tensors cannot be shared between processes); the values are the same."""
+    return {k: v.to(device) if isinstance(v, (torch.Tensor, torch.nn.Module)) else v for k, v in reference.items()}
 
 
 def floor_of(dataset, prepare, study):
     """The floor of the sample measures (real training images scored as if they were samples), cached like the
     evaluations: a rerun with every run cached needs neither the data nor the judge's features."""
+    floor = _cached_floor(dataset, study)
+    return floor if floor is not None else references_for([dataset], prepare, study)[dataset]["floor"]
+
+
+def _cached_floor(dataset, study, floor=None):
+    """The cached floor of dataset (None if there is none for this code, libraries and judge); with floor given,
+    cache it unless it is cached already."""
     path = os.path.join(study.checkpoint_dir, study.runs_folder, "evaluations", f"floor-{dataset}.json")
     judge = judge_path_of(dataset, study)
     key = {"version": EVALUATION_VERSION, "num_samples": study.evaluation.num_samples,
@@ -281,8 +298,8 @@ def floor_of(dataset, prepare, study):
             return cached["floor"]
     except (OSError, ValueError):
         pass
-    floor = references_for([dataset], prepare, study)[dataset]["floor"]
-    write_atomically(path, strict_json({"key": key, "floor": floor}))
+    if floor is not None:
+        write_atomically(path, strict_json({"key": key, "floor": floor}))
     return floor
 
 
@@ -350,9 +367,10 @@ def run_all(runs, study, prepare, evaluate_one, cache_suffix, title):
 
 
 def _run(runs, todo, records, study, prepare, evaluate_one, cache_suffix, title):
-    # on a Dask cluster each worker computes its own reference: this machine may lack the device the runs use
-    references = {} if study.scheduler else references_for(list(dict.fromkeys(r.dataset for r in todo)), prepare, study)
+    references = references_for(list(dict.fromkeys(r.dataset for r in todo)), prepare, study)
     in_workers = bool(study.scheduler) or (study.jobs > 1 and len(todo) > 1)
+    if in_workers:  # pickled for each task: its tensors and judge travel on the CPU (on_device moves them back)
+        references = {dataset: on_device(reference, "cpu") for dataset, reference in references.items()}
     task = functools.partial(run_task, study=study, prepare=prepare, evaluate_one=evaluate_one,
                              cache_suffix=cache_suffix, quiet=in_workers, references=references)
     if not todo:

@@ -154,7 +154,7 @@ def test_the_reference_runs_are_scored_against_is_computed_once_for_all_of_them(
 
     def prepare(dataset, study):  # the judge and the test images' features: seconds each time
         prepared.append(dataset)
-        return {"dataset": dataset}
+        return {"dataset": dataset, "floor": {"fid": float(len(dataset))}}
 
     def fake_run_one(run, study, prepare, evaluate_one, cache_suffix, references):
         handed.append(references[run.dataset])
@@ -166,3 +166,5 @@ def test_the_reference_runs_are_scored_against_is_computed_once_for_all_of_them(
     assert [r["config"] for r in runner.run_all(runs, study, prepare, None, "", "test")] == runs
     assert prepared == ["mnist", "binarized-mnist"]
     assert [h["dataset"] for h in handed] == [r.dataset for r in runs]
+    # the floor came with it and is cached: the study's floor_of computes nothing more
+    assert runner.floor_of("binarized-mnist", prepare, study) == {"fid": 15.0} and len(prepared) == 2

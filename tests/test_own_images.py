@@ -384,3 +384,20 @@ def test_the_study_refuses_unlabelled_images_before_training_anything(tmp_path):
                         "-o", tmp_path / "out", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "labels" in result.stderr
     assert not (tmp_path / "ck").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_users_folder_is_read_again_when_a_class_folder_behind_a_link_changes(tmp_path):
+    """The cache's signature lists the files the reader reads, a class sub-folder reached through a link too."""
+    elsewhere = tmp_path / "elsewhere" / "a"
+    elsewhere.mkdir(parents=True)
+    folder = tmp_path / "mine"
+    (folder / "b").mkdir(parents=True)
+    for i in range(10):
+        Image.fromarray(np.full((4, 4), 10 * i, np.uint8)).save(elsewhere / f"{i}.png")
+        Image.fromarray(np.full((4, 4), 200, np.uint8)).save(folder / "b" / f"{i}.png")
+    os.symlink(elsewhere, folder / "a")
+    first = data.user_image_set(str(folder))
+    assert first.classes == ["a", "b"]
+    Image.fromarray(np.full((4, 4), 255, np.uint8)).save(elsewhere / "0.png")
+    os.utime(elsewhere / "0.png", ns=(0, os.stat(elsewhere / "0.png").st_mtime_ns + 10 ** 9))
+    assert data.user_image_set(str(folder)).sha256 != first.sha256
