@@ -37,7 +37,10 @@ def test_the_ladder_table_and_figure_come_from_the_reports_alone(tmp_path):
     a, b = values[columns[2]], values[columns[3]]
     p = stats.ttest_ind(b, a, equal_var=False).pvalue
     row = next(line for line in table.splitlines() if line.startswith("| 4 |"))
-    assert f"{sum(b) / 3 - sum(a) / 2:+.2f} [" in row and f"(p = {p:.2g})" in row
+    assert f"{sum(b) / 3 - sum(a) / 2:+.2f} [" in row and f"(p = {p:.2g}; " in row
+    steps = [stats.ttest_ind(values[c], values[prev], equal_var=False).pvalue for prev, c in zip(columns, columns[1:])]
+    holm_4 = max(min(1.0, (5 - rank) * q) for rank, q in enumerate(sorted(steps)) if q <= p)  # Holm's step-down
+    assert f"; {holm_4:.2g})" in row
     assert "| 131.20 [" in row and "aaaaaaa" in table and "bbbbbbb" in table
     assert "on the first 1 000 validation images" in table
     assert (tmp_path / "ladder.png").stat().st_size > 10_000
