@@ -131,6 +131,19 @@ class WriterLock:
             self.file = None
         return False
 
+    @staticmethod
+    def remove_if_stale(path):
+        """Remove <path>.lock if no process holds it: the file a writer killed between finishing its checkpoint
+        and leaving the block left behind (its lock went with it). A held lock is left alone."""
+        lock = WriterLock(path)
+        if not os.path.exists(lock.path):
+            return
+        try:
+            with lock:
+                pass
+        except UserError:
+            pass
+
 
 def strict_json(value):
     """JSON text that every parser accepts: a float that is not finite (NaN, an infinity) becomes null. Where it

@@ -27,7 +27,7 @@ from tqdm import tqdm
 import data
 import models
 from lab import config as configs, engine, training
-from lab.files import UserError, file_sha256, strict_json, write_atomically, writable_dir
+from lab.files import UserError, WriterLock, file_sha256, strict_json, write_atomically, writable_dir
 
 DEFAULT_JOBS = 2  # two 1-thread runs side by side beat one 2-thread run on a 2-core CPU (docs/speed.md)
 # Bump when a change to an evaluation (lab/measures.py, evaluation.py, sample_measures.py, judge.py, samplers.py,
@@ -171,7 +171,9 @@ def run_one(run, study, prepare, evaluate_one, cache_suffix, references=None):
     state = checkpoint_state(path, wanted)
     train_seconds = 0.0
     device = torch.device(study.device)
-    if state != "finished":
+    if state == "finished":
+        WriterLock.remove_if_stale(path)  # a worker killed as it finished the run leaves its lock's file behind
+    else:
         started = time.perf_counter()
         writable_dir(wanted.checkpoint_dir)
         writable_dir(wanted.logdir)

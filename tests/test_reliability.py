@@ -248,3 +248,16 @@ def test_a_second_writer_of_a_checkpoint_in_use_gets_one_error_line_naming_the_f
     quick_train(tmp_path, "--train_autoencoder", "--epochs", "1", "--seed", "1")
     assert not (tmp_path / "ck" / "autoencoder.pt.lock").exists()
     assert len(list((tmp_path / "ck" / "previous").glob("autoencoder-*.pt"))) == 1
+
+
+def test_a_lock_file_a_killed_writer_left_is_removed_and_a_held_one_is_not(tmp_path):
+    """A worker killed after finishing its checkpoint but before leaving the lock's block leaves <path>.lock
+    behind; the next study that finds the run finished clears it. A lock some process holds stays."""
+    path = tmp_path / "vae.pt"
+    (tmp_path / "vae.pt.lock").write_text("12345 2026-11-30 00:00:00 python study.py\n")  # no process holds it
+    files.WriterLock.remove_if_stale(str(path))
+    assert not (tmp_path / "vae.pt.lock").exists()
+    files.WriterLock.remove_if_stale(str(path))  # no lock file: nothing to do
+    with lock_held_elsewhere(path):
+        files.WriterLock.remove_if_stale(str(path))
+        assert (tmp_path / "vae.pt.lock").exists()
