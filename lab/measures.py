@@ -302,29 +302,32 @@ def certified_quadrature(model, images, extent=6.0, step=QUADRATURE_STEP, bound=
     _check_grid(extent, tile, coarse_step, 2 * step, step, step / 2 ** deepest)
     x = images.flatten(1)
     tile_mass, matters = _tiles_that_matter(model, x, extent, tile, coarse_step, keep_nats, image_chunk, point_chunk)
-    level = torch.zeros(len(x), dtype=torch.long, device=x.device)  # each image's step is step / 2^level
+    start = torch.zeros(len(x), dtype=torch.long, device=x.device)  # each image's first step is step / 2^start
     if hasattr(model, "encode_dist") and bound != math.inf:
         narrowest = torch.exp(0.5 * model.encode_dist(x.view(len(x), *model.image_shape))[1]).min(1).values
-        level = torch.ceil(torch.log2(step / narrowest)).clamp(0, deepest).long()
-
-    def sum_at(rows, at_level, factor=1):
-        return _log_px(model, x[rows], tile_mass[rows], matters[rows], extent, tile, step * factor / 2 ** at_level,
-                       point_chunk)
-
+        start = torch.ceil(torch.log2(step / narrowest)).clamp(0, deepest).long()
     log_px = torch.empty(len(x), device=x.device)
     step_error = torch.full_like(log_px, math.nan)
-    for j in level.unique().tolist():
-        rows = (level == j).nonzero().flatten()
-        log_px[rows] = sum_at(rows, j)
-        if bound != math.inf:  # bound=inf: one step, uncertified (tests of the tiling; a reference grid)
-            step_error[rows] = (log_px[rows] - sum_at(rows, j, factor=2)).abs()
-    while bound != math.inf and (unsettled := ((step_error > bound) & (level < deepest)).nonzero().flatten()).numel():
-        # each unsettled image halves its own step
-        for j in level[unsettled].unique().tolist():
-            rows = unsettled[level[unsettled] == j]
-            finer = sum_at(rows, j + 1)
-            step_error[rows] = (finer - log_px[rows]).abs()
-            log_px[rows], level[rows] = finer, j + 1
+    if bound == math.inf:  # one step, uncertified (tests of the tiling; a reference grid)
+        log_px[:] = _log_px(model, x, tile_mass, matters, extent, tile, step, point_chunk)
+        return Quadrature(nll=-log_px, step=torch.full_like(log_px, step), step_error=step_error)
+    # Level by level, finest last, so that each tile is decoded once per step: level L sums the images that start
+    # there, those starting at L + 1 (their comparison) and those still unsettled at L - 1 (each unsettled image
+    # halves its own step); the same sums as image by image, with a third to a half of the decoding
+    level = start.clone()  # each image's current step is step / 2^level
+    previous = torch.full_like(log_px, math.nan)  # each image's sum at the level below the one being summed
+    for at in range(start.min().item() - 1, deepest + 1):
+        unsettled = (level == at - 1) & (step_error > bound)
+        level[unsettled] = at
+        rows = ((level == at) | (start == at + 1)).nonzero().flatten()
+        here = torch.full_like(log_px, math.nan)
+        if rows.numel():
+                here[rows] = _log_px(model, x[rows], tile_mass[rows], matters[rows], extent, tile, step / 2 ** at,
+                                 point_chunk)
+        now = level == at
+        step_error[now] = (here[now] - previous[now]).abs()
+        log_px[now] = here[now]
+        previous = here
     return Quadrature(nll=-log_px, step=step / 2 ** level.float(), step_error=step_error)
 
 
