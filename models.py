@@ -96,6 +96,20 @@ class AutoEncoder(nn.Module):
         return {"total": recon, "recon": recon}
 
 
+# how the VAE's encoder gives the posterior's scale: logvar, its output is log sigma^2 (Kingma & Welling's);
+# softplus, sigma = softplus(output) (Davidson et al. 2018's code). Either way encode_dist gives (mu, log sigma^2)
+POSTERIOR_SCALES = ("logvar", "softplus")
+
+
+def tensorflow_init(model):
+    """Glorot-uniform weights and zero biases for every layer: TensorFlow's defaults (Davidson et al. 2018's
+    s-vae-tf), where PyTorch's nn.Linear starts from Kaiming-uniform weights and biases."""
+    for layer in model.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+
 class VAE(AutoEncoder):
     """Kingma & Welling (2014), "Auto-Encoding Variational Bayes", with a N(0, I) prior.
 
@@ -106,22 +120,31 @@ class VAE(AutoEncoder):
     kind = "vae"
 
     def __init__(self, hidden_dims=(256, 256, 256), latent_dim=2, activation="gelu", beta=1.0, iwae_k=1,
-                 image_shape=IMAGE_SHAPE):
+                 image_shape=IMAGE_SHAPE, posterior_scale="logvar"):
         super().__init__(hidden_dims, latent_dim, activation, image_shape)
         if iwae_k > 1 and beta != 1:
             raise ValueError("the importance-weighted objective (iwae_k > 1) is defined for beta = 1 only")
+        if posterior_scale not in POSTERIOR_SCALES:
+            raise ValueError(f"posterior_scale must be one of {', '.join(POSTERIOR_SCALES)}, not {posterior_scale!r}")
         self.model_args["beta"] = beta
         self.beta = beta
         if iwae_k != 1:  # stored only when used: a plain-ELBO checkpoint's arguments stay those every version reads
             self.model_args["iwae_k"] = iwae_k
         self.iwae_k = iwae_k
+        if posterior_scale != "logvar":  # the same: stored only when it is not the default
+            self.model_args["posterior_scale"] = posterior_scale
+        self.posterior_scale = posterior_scale
 
     def encoder_outputs(self):
-        return 2 * self.latent_dim  # mean and log-variance
+        return 2 * self.latent_dim  # mean and log-variance (or the scale's pre-activation)
 
     def encode_dist(self, x):
-        mu, logvar = self.encoder(x.flatten(1)).chunk(2, dim=1)
-        return mu, logvar
+        mu, out = self.encoder(x.flatten(1)).chunk(2, dim=1)
+        if self.posterior_scale == "softplus":
+            # sigma = softplus(out), Davidson et al.'s Gaussian VAE; log sigma^2 by the identity log softplus(u) = u
+            # for u far below 0, where softplus underflows to 0 and its log (and gradient) would be -inf (nan)
+            return mu, 2 * torch.where(out < -20, out, torch.log(F.softplus(out.clamp(min=-20))))
+        return mu, out
 
     def encode(self, x):
         return self.encode_dist(x)[0]

@@ -44,11 +44,19 @@ class TrainConfig:
                                  help="hidden layer sizes of the encoder; the decoder mirrors them (default: 256 256 256)")
     activation: str = setting("gelu", RECIPE, choices=sorted(models.ACTIVATIONS),
                               help="nonlinearity between layers (default: %(default)s)")
+    posterior_scale: str = setting("logvar", RECIPE, choices=list(models.POSTERIOR_SCALES),
+                                   help="how the VAE's encoder gives its posterior's scale: logvar, its output is log "
+                                        "sigma^2; softplus, sigma is the softplus of its output (Davidson et al. 2018's "
+                                        "code) (default: %(default)s)")
     beta: float = setting(1.0, RECIPE, flag=False)  # None for the AutoEncoder; train.py's --beta takes several
     iwae_k: int = setting(1, RECIPE, type=cli.positive_int, metavar="K",
                           help="train the VAE on the importance-weighted bound with K samples per image (Burda et al. "
                                "2016); 1 is the plain ELBO. Costs about K times the decoder's work; beta must be 1 "
                                "(default: %(default)s)")
+    init: str = setting("pytorch", RECIPE, choices=["pytorch", "tensorflow"],
+                        help="initial weights: pytorch, PyTorch's defaults with the decoder's output bias at the mean "
+                             "training image; tensorflow, Glorot-uniform weights and zero biases (TensorFlow's "
+                             "defaults, as in Davidson et al. 2018's s-vae-tf) (default: %(default)s)")
     # optimisation
     epochs: int = setting(20, RECIPE, type=cli.positive_int,
                           help="passes over the 55 000 training images (default: %(default)s)")
@@ -179,7 +187,8 @@ def as_checkpoint_dict(config, **extra):
 
 # what files written before a field existed were trained with (their field is absent)
 OLDER_FILES = {"precision": "fp32", "compile": False, "max_grad_norm": 0.0, "training_version": 0, "image_size": None,
-               "max_train_images": None, "iwae_k": 1, "threads": None, "name": None, "patience": None}
+               "max_train_images": None, "iwae_k": 1, "threads": None, "name": None, "patience": None,
+               "posterior_scale": "logvar", "init": "pytorch"}
 
 
 UNKNOWN = "unknown: not recorded in this older file"
@@ -203,6 +212,7 @@ def from_checkpoint(checkpoint):
     model_args = checkpoint.get("model_args", {})
     kept["beta"] = model_args.get("beta", 1.0) if checkpoint["kind"] == "vae" else None
     kept["iwae_k"] = model_args.get("iwae_k", 1)
+    kept["posterior_scale"] = model_args.get("posterior_scale", "logvar")
     kept.setdefault("dataset", checkpoint.get("dataset", "mnist"))
     return TrainConfig(**kept)
 

@@ -33,7 +33,7 @@ def parse_args(argv=None):
     g.add_argument("--train_vae", action="store_true",
                    help="train one VAE per --beta value -> vae.pt (beta 1), vae_beta<B>.pt (others)")
     g = p.add_argument_group("model")
-    config.add_flags(g, TrainConfig, ["latent_dim", "hidden_dims", "activation"])
+    config.add_flags(g, TrainConfig, ["latent_dim", "hidden_dims", "activation", "posterior_scale", "init"])
     g.add_argument("--beta", type=cli.non_negative_float, nargs="+", default=[1.0], metavar="B",
                    help="weight of the VAE's KL term; several values train one VAE each "
                         "(default: 1, the plain ELBO)")
@@ -392,7 +392,10 @@ def train_model(name, model, splits, run, device, evaluate_test=True, resume_fro
     """Train one model as the TrainConfig `run` says, checkpointing every epoch; resume_from: an unfinished
     checkpoint. Ctrl-C or SIGTERM raise RunStopped, which says which epoch was saved last."""
     train_split, val_split = splits["train"], splits["val"]
-    model.init_output_bias(train_split.images.mean(0))
+    if run.init == "tensorflow":
+        models.tensorflow_init(model)
+    else:
+        model.init_output_bias(train_split.images.mean(0))
     optimizer, scheduler = optimizer_and_schedule(model, run, math.ceil(len(train_split) / run.batch_size))
     batch_order = torch.Generator().manual_seed(run.seed)
     first_epoch = 1
@@ -509,6 +512,8 @@ def train_one(run, splits, device, resume=False):
                 model_args["beta"] = run.beta
                 if run.iwae_k > 1:
                     model_args["iwae_k"] = run.iwae_k
+                if run.posterior_scale != "logvar":
+                    model_args["posterior_scale"] = run.posterior_scale
         torch.manual_seed(run.seed)  # each model starts from the same seed, whatever trained before it
         model = models.build_model(run.kind, **model_args)
         test_metrics = train_model(name, model.to(device), splits, run, device, resume_from=resume_from)

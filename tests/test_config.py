@@ -90,6 +90,7 @@ def test_an_older_file_without_the_newer_fields_gets_what_it_was_trained_with():
                                           "use_cuda": False, "device": "auto"}}
     run = config.from_checkpoint(old)
     assert (run.precision, run.compile, run.max_grad_norm, run.training_version) == ("fp32", False, 0.0, 0)
+    assert (run.posterior_scale, run.init) == ("logvar", "pytorch")  # every file before these fields was so trained
     assert run.beta == 1.0 and run.seed == 4 and run.hidden_dims == (256,)
     assert config.identity(run) != config.identity(config.replace(TrainConfig(), seed=4, hidden_dims=(256,)))
 

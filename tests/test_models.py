@@ -86,6 +86,37 @@ def test_output_bias_starts_the_decoder_at_the_mean_image():
     assert torch.allclose(model.decode(torch.zeros(1, 2))[0], mean_image, atol=1e-5)
 
 
+def test_a_softplus_scale_is_the_standard_deviation_and_stays_finite_where_softplus_underflows(tmp_path):
+    vae = models.VAE(**TINY, posterior_scale="softplus")
+    with torch.no_grad():
+        vae.encoder[-1].weight.zero_()
+        vae.encoder[-1].bias.copy_(torch.tensor([0.3, -0.2, 0.5, -200.0]))  # mu, then the scale's pre-activations
+    mu, logvar = vae.encode_dist(torch.rand(3, 1, 28, 28))
+    assert torch.allclose(mu, torch.tensor([0.3, -0.2]).expand(3, 2))
+    assert torch.allclose(torch.exp(0.5 * logvar[:, 0]), F.softplus(torch.tensor(0.5)).expand(3))
+    assert torch.allclose(logvar[:, 1], torch.tensor(-400.0))  # softplus(-200) is 0 in float32; its log is not
+    vae.loss(torch.rand(4, 1, 28, 28))["total"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in vae.parameters())
+    # stored with the checkpoint, rebuilt from the file alone; the default is not stored (older readers read it)
+    models.save_checkpoint(tmp_path / "s.pt", vae)
+    assert models.load_checkpoint(tmp_path / "s.pt").posterior_scale == "softplus"
+    assert "posterior_scale" not in models.VAE(**TINY).model_args
+    with pytest.raises(ValueError, match="posterior_scale"):
+        models.VAE(**TINY, posterior_scale="exp")
+
+
+def test_tensorflow_init_gives_glorot_uniform_weights_and_zero_biases():
+    torch.manual_seed(0)
+    model = models.VAE(hidden_dims=[256, 128])
+    models.tensorflow_init(model)
+    for layer in (m for m in model.modules() if isinstance(m, torch.nn.Linear)):
+        limit = (6 / (layer.in_features + layer.out_features)) ** 0.5
+        assert torch.count_nonzero(layer.bias) == 0
+        assert layer.weight.abs().max() <= limit and layer.weight.abs().max() > 0.99 * limit
+        # uniform on [-limit, limit]: variance limit^2 / 3, where PyTorch's default is 1 / (3 fan_in)
+        assert layer.weight.var().item() == pytest.approx(limit ** 2 / 3, rel=0.1)
+
+
 @pytest.mark.parametrize("kind", ["autoencoder", "vae"])
 def test_checkpoint_round_trips_to_identical_outputs(tmp_path, kind):
     model = models.build_model(kind, hidden_dims=[24, 12], latent_dim=3, activation="leaky_relu").eval()

@@ -7,7 +7,7 @@ import data
 import models
 import train
 
-from lab import measures, training
+from lab import config, measures, training
 from conftest import DATA_DIR, run_script
 
 QUICK = ["--hidden_dims", "64", "--max_train_images", "3000", "--batch_size", "100", "--data_dir", DATA_DIR]
@@ -29,6 +29,18 @@ def test_help_explains_every_option():
                  "--data_dir", "--threads", "--schedule", "--activation", "--max_train_images", "--compile",
                  "--max_grad_norm", "--patience"]:
         assert flag in result.stdout
+
+
+def test_davidson_et_al_s_parameterisation_and_initial_weights_are_a_recipe_stored_whole(tmp_path):
+    quick_train(tmp_path, "--train_vae", "--epochs", "1", "--max_train_images", "500", "--posterior_scale", "softplus",
+                "--init", "tensorflow")
+    checkpoint = models.read_checkpoint(tmp_path / "ck" / "vae.pt")
+    assert checkpoint["model_args"]["posterior_scale"] == "softplus"
+    assert (checkpoint["config"]["posterior_scale"], checkpoint["config"]["init"]) == ("softplus", "tensorflow")
+    run = config.from_checkpoint(checkpoint)
+    assert (run.posterior_scale, run.init) == ("softplus", "tensorflow")
+    assert config.identity(run) != config.identity(config.replace(run, init="pytorch"))
+    assert models.load_checkpoint(tmp_path / "ck" / "vae.pt").posterior_scale == "softplus"
 
 
 @pytest.mark.parametrize("args, message", [
