@@ -143,7 +143,7 @@ class VAE(AutoEncoder):
         if self.posterior_scale == "softplus":
             # sigma = softplus(out), Davidson et al.'s Gaussian VAE; log sigma^2 by the identity log softplus(u) = u
             # for u far below 0, where softplus underflows to 0 and its log (and gradient) would be -inf (nan)
-            return mu, 2 * torch.where(out < -20, out, torch.log(F.softplus(out.clamp(min=-20))))
+            return mu, 2 * torch.where(out <= -20, out, torch.log(F.softplus(out.clamp(min=-20))))
         return mu, out
 
     def encode(self, x):

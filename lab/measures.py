@@ -301,6 +301,8 @@ def certified_quadrature(model, images, extent=6.0, step=QUADRATURE_STEP, bound=
     deepest = max(0, round(math.log2(step / finest_step)))  # halvings allowed: 4 from 0.02 to 0.00125
     _check_grid(extent, tile, coarse_step, 2 * step, step, step / 2 ** deepest)
     x = images.flatten(1)
+    if not len(x):
+        return Quadrature(nll=x.new_empty(0), step=x.new_empty(0), step_error=x.new_empty(0))
     tile_mass, matters = _tiles_that_matter(model, x, extent, tile, coarse_step, keep_nats, image_chunk, point_chunk)
     start = torch.zeros(len(x), dtype=torch.long, device=x.device)  # each image's first step is step / 2^start
     if hasattr(model, "encode_dist") and bound != math.inf:

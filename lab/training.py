@@ -71,8 +71,10 @@ def configs_of(args):
     """One TrainConfig per model the command line asks for: the AutoEncoder, then a VAE per --beta value."""
     models_asked = ([("autoencoder", None)] if args.train_autoencoder else []) + \
         ([("vae", b) for b in args.beta] if args.train_vae else [])
-    return [config.from_args(TrainConfig, args, kind=kind, beta=beta,
-                             iwae_k=args.iwae_k if kind == "vae" else 1) for kind, beta in models_asked]
+    # the VAE's own settings are the AutoEncoder's defaults for it, as from_checkpoint reads its file
+    return [config.from_args(TrainConfig, args, kind=kind, beta=beta, iwae_k=args.iwae_k if kind == "vae" else 1,
+                             posterior_scale=args.posterior_scale if kind == "vae" else "logvar")
+            for kind, beta in models_asked]
 
 
 def run_name(kind, beta, dataset="mnist"):

@@ -112,7 +112,7 @@ def test_tensorflow_init_gives_glorot_uniform_weights_and_zero_biases():
     for layer in (m for m in model.modules() if isinstance(m, torch.nn.Linear)):
         limit = (6 / (layer.in_features + layer.out_features)) ** 0.5
         assert torch.count_nonzero(layer.bias) == 0
-        assert layer.weight.abs().max() <= limit and layer.weight.abs().max() > 0.99 * limit
+        assert layer.weight.abs().max() <= limit and layer.weight.abs().max() > 0.95 * limit
         # uniform on [-limit, limit]: variance limit^2 / 3, where PyTorch's default is 1 / (3 fan_in)
         assert layer.weight.var().item() == pytest.approx(limit ** 2 / 3, rel=0.1)
 

@@ -31,9 +31,16 @@ def test_help_explains_every_option():
         assert flag in result.stdout
 
 
-def test_davidson_et_al_s_parameterisation_and_initial_weights_are_a_recipe_stored_whole(tmp_path):
-    quick_train(tmp_path, "--train_vae", "--epochs", "1", "--max_train_images", "500", "--posterior_scale", "softplus",
-                "--init", "tensorflow")
+def test_davidson_et_al_s_parameterisation_and_initial_weights_are_a_recipe_stored_whole(tmp_path, monkeypatch):
+    called = []
+    monkeypatch.setattr(models, "tensorflow_init", lambda m, real=models.tensorflow_init: called.append("tf") or real(m))
+    monkeypatch.setattr(models.AutoEncoder, "init_output_bias", lambda m, image: called.append("mean image"))
+    quick_train(tmp_path, "--train_vae", "--train_autoencoder", "--epochs", "1", "--max_train_images", "500",
+                "--posterior_scale", "softplus", "--init", "tensorflow")
+    assert called == ["tf", "tf"]  # the AutoEncoder's and the VAE's weights; neither starts at the mean image
+    # the AutoEncoder has no posterior: its run is the one a file without the flag reads as (logvar)
+    assert config.from_checkpoint(models.read_checkpoint(tmp_path / "ck" / "autoencoder.pt")).posterior_scale == "logvar"
+    assert models.read_checkpoint(tmp_path / "ck" / "autoencoder.pt")["config"]["posterior_scale"] == "logvar"
     checkpoint = models.read_checkpoint(tmp_path / "ck" / "vae.pt")
     assert checkpoint["model_args"]["posterior_scale"] == "softplus"
     assert (checkpoint["config"]["posterior_scale"], checkpoint["config"]["init"]) == ("softplus", "tensorflow")
