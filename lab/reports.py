@@ -237,6 +237,19 @@ def provenance_line(provenance):
             f"{p.get('jobs')} jobs; torch {p.get('torch')}, Python {p.get('python')}){took}")
 
 
+def runs_line(provenance):
+    """Where a study's or sweep's runs were made: its provenance is the last invocation that trained or evaluated
+    any of them (a rerun that finds everything cached changes nothing), and its wall time the sum over every such
+    invocation (runner.wall_seconds_of), including ones whose evaluations a later version redid."""
+    p = provenance
+    commit = (p.get("commit") or "no git checkout")[:10] + (" with uncommitted changes" if p.get("dirty") else "")
+    device = p.get("gpu") or p.get("cpu") or "unknown CPU"
+    wall = p.get("wall_seconds")
+    took = "" if wall is None else f"; {wall / 60:.1f} min of wall time over every invocation that trained or evaluated them"
+    return (f"runs trained and evaluated by `{p.get('command')}`, last at commit {commit} on {device} "
+            f"({p.get('threads')} threads, {p.get('jobs')} jobs; torch {p.get('torch')}, Python {p.get('python')}){took}")
+
+
 def verdict_cell(c):
     """The verdict, the mean difference and the interval it was read off: the 95 % one, or for an equivalence
     claim the 90 % one against its margin (unadjusted, as the verdict's 'not equivalent' is)."""
@@ -300,8 +313,8 @@ def headline(study, json_path, confirmatory=None, confirmatory_path=None):
                      + ".*")
     n = len(study["seeds"])
     notes.append(f"*Exploratory (its claims, measures and tests were chosen with these runs' numbers known). "
-                 f"Generated from `{os.path.relpath(json_path)}`: {n} seeds, runs "
-                 + provenance_line(study["provenance"]) + ". Paired VAE − AutoEncoder over seeds, t test, "
+                 f"Generated from `{os.path.relpath(json_path)}`: {n} seeds, "
+                 + runs_line(study["provenance"]) + ". Paired VAE − AutoEncoder over seeds, t test, "
                  "Holm-corrected across the dataset's claims; the fitted-mixture claim by two one-sided tests against "
                  "its margin.*")
     return ("\n".join(lines) + "\n\nCells: the verdict on the claim's primary measure, then the mean difference "

@@ -46,7 +46,7 @@ def study_reports(study, args):
     claims = reports.claims_table(study["comparisons"])
     samplers = reports.samplers_table(study["summary"], study["floors"])
     n = len(study["seeds"])
-    header = (f"{n} seeds, runs {reports.provenance_line(study['provenance'])}{statistics_line(study)}.\n\n"
+    header = (f"{n} seeds, {reports.runs_line(study['provenance'])}{statistics_line(study)}.\n\n"
               "Claims: each is read off its primary measure (in bold type; the reason is in "
               "`lab/seed_study.py`), as the paired difference VAE − AutoEncoder over seeds: a two-sided t test, "
               "Holm-corrected across the claims of a dataset; the fitted-mixture claim by two one-sided tests "
@@ -102,7 +102,7 @@ def sweep_reports(sweep, args):
     settings, dataset = sweep["settings"], sweep["dataset"]
     write_atomically(os.path.join(args.output_dir, "beta_sweep.md"),
                      f"# The β continuum\n\n{len(sweep['seeds'])} seeds, {dataset}, "
-                     f"runs {reports.provenance_line(sweep['provenance'])}{statistics_line(sweep)}. Test set; means over seeds with 95 % "
+                     f"{reports.runs_line(sweep['provenance'])}{statistics_line(sweep)}. Test set; means over seeds with 95 % "
                      f"t intervals. −ELBO, IWAE (k = {settings.get('iwae_draws', settings.get('iwae_k'))}) and −log p(x) by "
                      f"quadrature on the same {settings['iwae_images']} test images.\n\n" + table)
     written = ["beta_sweep.json", "beta_sweep.md", "beta_rate_distortion.png"]

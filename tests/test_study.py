@@ -550,3 +550,12 @@ def test_a_diverged_run_is_found_and_the_verdicts_are_also_given_without_its_see
     assert len(kept) == 8 and all(r["seed"] != 4 for r in kept)
     assert seed_study.compare(kept)[0]["n"] == 4
     assert seed_study.diverged([r for r in runs if r["seed"] != 4]) == []  # ordinary spread is not divergence
+
+
+def test_the_runs_line_names_the_last_invocation_and_the_wall_time_summed_over_all():
+    from lab import reports
+    line = reports.runs_line({"commit": "abcdef1234567", "dirty": False, "command": "python study.py", "cpu": "a CPU",
+                              "threads": 2, "jobs": 2, "torch": "2.x", "python": "3.11", "wall_seconds": 720.0})
+    assert "by `python study.py`, last at commit abcdef1234 on a CPU" in line
+    assert line.endswith("12.0 min of wall time over every invocation that trained or evaluated them")
+    assert "with uncommitted changes" in reports.runs_line({"commit": "abc", "dirty": True})
