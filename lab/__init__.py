@@ -28,6 +28,7 @@ One file per concept; each imports only from the layers above it in this list:
     study_reports.py    the study's and the sweep's reports, figures and blocks, from their JSON alone
     figures.py          one function per figure of a model's latent space
     study_figures.py    the study's and the β sweep's figures
-    ladder.py           the ladder from Davidson et al.'s protocol to our best recipe, from evaluate.py's reports
+    ladder.py           the ladder from Davidson et al.'s protocol to our best recipe, and the gap to their published
+                        number, from evaluate.py's reports
     explorer_page.py    the self-contained browser page (explorer_template.html)
 """
