@@ -12,6 +12,7 @@ are drawn from the aggregated results alone (lab/reports.py, lab/study_figures.p
 Seed 0 is the README's default run: its checkpoints are the committed ones in checkpoints/. Other seeds
 live in checkpoints/study/<dataset>-seed<S>/ (not committed; their results are, in readme/study.json).
 """
+import json
 import os
 import signal
 import sys
@@ -145,9 +146,18 @@ def as_given(path, args):
     return os.path.relpath(path)
 
 
-def made_by(runs, study, cache_suffix):
-    """The result's provenance; its wall time is that of every invocation that trained or evaluated its runs."""
-    return provenance(study.command, runner.wall_seconds_of(runs, study, cache_suffix), study.jobs, study.device)
+def made_by(runs, study, cache_suffix, records, rows, result_path):
+    """The result's provenance entries. provenance: this invocation, with the wall time of every invocation that
+    trained or evaluated its runs. An invocation that found every run finished and evaluated, rewriting a result
+    of exactly these rows, made none of them: it keeps that result's provenance (a cached rerun at a later commit
+    or on another machine must not be named as where the runs were made) and is named as statistics_provenance,
+    as --report_only is, for the statistics it recomputed."""
+    this = provenance(study.command, runner.wall_seconds_of(runs, study, cache_suffix), study.jobs, study.device)
+    if records and all(r.get("from_cache") for r in records):
+        previous = study_reports.read_json(result_path)
+        if previous and previous.get("provenance") and previous.get("runs") == json.loads(strict_json(rows)):
+            return {"provenance": previous["provenance"], "statistics_provenance": {**this, "wall_seconds": None}}
+    return {"provenance": this}
 
 
 def study_main(args, study):
@@ -158,7 +168,7 @@ def study_main(args, study):
              **{k: r[k] for k in ("checkpoint_sha256", "train_seconds", "evaluate_seconds")},
              "metrics": r["result"]["metrics"], "samplers": r["result"]["samplers"]} for r in records]
     floors = {dataset: runner.floor_of(dataset, seed_study.prepare, study) for dataset in args.datasets}
-    result = {"provenance": made_by(configs, study, ""),
+    result = {**made_by(configs, study, "", records, runs, os.path.join(args.output_dir, "study.json")),
               "settings": runner.evaluation_settings(study), "seeds": args.seeds, "datasets": args.datasets,
               "claims": [{"claim": c.text, "primary": c.metric, "sampler": c.sampler, "reason": c.reason,
                           "margin": c.margin} for c in seed_study.CLAIMS],
@@ -174,7 +184,7 @@ def sweep_main(args, study):
     runs = [{"dataset": r["config"].dataset, "model": r["config"].kind, "beta": r["config"].beta,
              "seed": r["config"].seed, "checkpoint": as_given(r["checkpoint"], args), **r["result"],
              "train_seconds": r["train_seconds"], "evaluate_seconds": r["evaluate_seconds"]} for r in records]
-    sweep = {"provenance": made_by(configs, study, "-sweep"),
+    sweep = {**made_by(configs, study, "-sweep", records, runs, os.path.join(args.output_dir, "beta_sweep.json")),
              "settings": runner.evaluation_settings(study), "dataset": dataset, "seeds": args.seeds,
              "betas": args.betas, "floor": runner.floor_of(dataset, beta_sweep.prepare, study), "runs": runs,
              "summary": beta_sweep.summarise_sweep(runs)}
@@ -205,7 +215,8 @@ def plan_main(args, device, command):
              "metrics": r["result"]["metrics"], "samplers": r["result"]["samplers"]} for r in records]
     confirmatory.check_unchanged(confirmatory.read_plan(args.plan), locked)  # not edited while its runs ran
     confirmatory.check_descent(locked, runs)
-    result = {"provenance": made_by(configs, study, ""), "plan": confirmatory.plan_entry(plan, locked),
+    result = {**made_by(configs, study, "", records, runs, os.path.join(args.output_dir, plan.name, "study.json")),
+              "plan": confirmatory.plan_entry(plan, locked),
               "settings": runner.evaluation_settings(study, plan.datasets[0]),
               "seeds": {kind: list(plan.seeds_of(kind)[:plan.n]) for kind in plan.models},
               "datasets": list(plan.datasets),

@@ -239,8 +239,9 @@ def provenance_line(provenance):
 
 def runs_line(provenance):
     """Where a study's or sweep's runs were made: its provenance is the last invocation that trained or evaluated
-    any of them (a rerun that finds everything cached changes nothing), and its wall time the sum over every such
-    invocation (runner.wall_seconds_of), including ones whose evaluations a later version redid."""
+    any of them (a rerun that finds everything cached keeps the provenance it finds: study.py's made_by), and its
+    wall time the sum over every such invocation (runner.wall_seconds_of), including ones whose evaluations a
+    later version redid."""
     p = provenance
     commit = (p.get("commit") or "no git checkout")[:10] + (" with uncommitted changes" if p.get("dirty") else "")
     device = p.get("gpu") or p.get("cpu") or "unknown CPU"

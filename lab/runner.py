@@ -149,7 +149,7 @@ def cached_record(run, study, cache_suffix):
     sha256 = file_sha256(path)
     cached = cached_evaluation(cache_path_of(run, study, cache_suffix), sha256,
                                evaluation_settings(study, run.dataset))
-    return None if cached is None else record(run, path, sha256, cached, 0.0)
+    return None if cached is None else {**record(run, path, sha256, cached, 0.0), "from_cache": True}
 
 
 def record(run, path, sha256, cached, train_seconds):

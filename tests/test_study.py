@@ -559,3 +559,22 @@ def test_the_runs_line_names_the_last_invocation_and_the_wall_time_summed_over_a
     assert "by `python study.py`, last at commit abcdef1234 on a CPU" in line
     assert line.endswith("12.0 min of wall time over every invocation that trained or evaluated them")
     assert "with uncommitted changes" in reports.runs_line({"commit": "abc", "dirty": True})
+
+
+def test_a_rerun_that_finds_every_run_cached_keeps_the_provenance_of_the_result_it_rewrites(tmp_path):
+    from lab.config import StudyConfig
+    rows = [{"dataset": "mnist", "model": "vae", "seed": 0, "checkpoint_sha256": "ab", "metrics": {"nll": 131.5}}]
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps({"provenance": {"commit": "the-run-that-evaluated", "command": "python study.py"},
+                                "runs": rows}))
+    settings = StudyConfig(checkpoint_dir=str(tmp_path))
+    cached, fresh = {"from_cache": True}, {}
+    kept = study.made_by([], settings, "", [cached], rows, str(path))
+    assert kept["provenance"]["commit"] == "the-run-that-evaluated"
+    assert kept["statistics_provenance"]["command"] == settings.command  # this invocation recomputed the statistics
+    # any run trained or evaluated here, other rows, or no earlier result: this invocation's own provenance
+    for records, these_rows, where in (([cached, fresh], rows, path), ([cached], [{**rows[0], "seed": 1}], path),
+                                       ([cached], rows, tmp_path / "none.json")):
+        made = study.made_by([], settings, "", records, these_rows, str(where))
+        assert set(made) == {"provenance"} and made["provenance"]["command"] == settings.command
+        assert made["provenance"]["commit"] != "the-run-that-evaluated"
