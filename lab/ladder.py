@@ -48,7 +48,7 @@ def rung_summaries(reports):
             fail(f"rung {number}: a report has no quadrature -log p(x) for {seed0}'s recipe (evaluate with --quadrature)")
         rungs.append({"rung": number, "change": change, "runs": group["runs"], "seeds": group["seeds"],
                       "commit": (report["provenance"].get("commit") or "no git")[:7],
-                      **{m: over_seeds([model[m] for model in models]) for m in MEASURES},
+                      **{m: over_seeds(measured(models, m, seed0)) for m in MEASURES},
                       "step_error": max(model["quadrature_step_error_nats"] for model in models),
                       "missed_mass": sum(model["quadrature_missed_mass_images"] for model in models)})
     return rungs
@@ -71,8 +71,19 @@ def recipe_values(report, seed0, path):
     group = next((g for g in report["across_seeds"] if seed0 in g["runs"]), None)
     if group is None:
         fail(f"{path}: no recipe with {seed0} among its runs; run the commands in docs/binarized-mnist.md first")
+    if report.get("split") != "test":
+        fail(f"{path}: scored on the {report.get('split')} split; their number is the test set's (evaluate.py without --split val)")
     models = [report["models"][name] for name in group["runs"]]
-    return {"seeds": group["seeds"], **{m: over_seeds([model[m] for model in models]) for m in GAP_MEASURES}}
+    return {"seeds": group["seeds"], "images": sorted({m.get("bound_images") for m in models}, key=str),
+            **{m: over_seeds(measured(models, m, seed0)) for m in GAP_MEASURES}}
+
+
+def measured(models, measure, seed0):
+    """Each run's value of measure; an error line when a report does not hold it (e.g. IS with other than 500
+    samples: evaluate.py --iwae_draws 500)."""
+    if any(model.get(measure) is None for model in models):
+        fail(f"{seed0}'s report has no {measure} for every seed; make it by the commands in docs/binarized-mnist.md")
+    return [model[measure] for model in models]
 
 
 def gap_table(protocol, candidates):
@@ -80,7 +91,7 @@ def gap_table(protocol, candidates):
     (Welch's 95 % interval and p, one per candidate: no family, each answers its own question)."""
     head = " | ".join(f"{label}: mean [95 % t interval]" for label in GAP_MEASURES.values())
     lines = [f"| binarised MNIST test set, 2-D Gaussian VAE | seeds | {head} | IS-500 change from their protocol "
-             "here, nats: Welch 95 % interval (p) |", "|---|---|---|---|---|",
+             "here (candidate − protocol), nats: Welch 95 % interval (p) |", "|---|---|---|---|---|",
              "| Davidson et al. 2018, published (± their spread over runs) | – | "
              + " | ".join(PUBLISHED[m] for m in GAP_MEASURES) + " | – |"]
 
@@ -106,8 +117,10 @@ def gap(protocol_path=PROTOCOL[0], candidates=None, output_dir=FOLDER):
         rows.append((change, recipe_values(report, seed0, path)))
         made.append(f"`{os.path.basename(path)}`: {provenance_line(report['provenance'])}")
     table = gap_table(protocol, rows)
+    images = sorted({n for values in [protocol] + [v for _, v in rows] for n in values["images"]}, key=str)
+    scored_on = "the " + " / ".join(f"{n:,}".replace(",", " ") for n in images)
     write_atomically(os.path.join(output_dir, "gap.md"),
-                     f"Their protocol here against its candidate explanations, on the 10 000 test images, by "
+                     f"Their protocol here against its candidate explanations, on {scored_on} test images, by "
                      f"`python -m lab.ladder --gap` from {'; '.join(made)}.\n\n{table}\n")
     print(table)
     return protocol, rows
@@ -116,9 +129,12 @@ def gap(protocol_path=PROTOCOL[0], candidates=None, output_dir=FOLDER):
 def read_report(path):
     try:
         with open(path) as f:
-            return json.load(f)
+            report = json.load(f)
     except (OSError, ValueError) as e:
         fail(f"{path}: cannot read it ({e}); run the commands in docs/binarized-mnist.md first")
+    if not isinstance(report, dict) or not all(k in report for k in ("models", "across_seeds", "provenance")):
+        fail(f"{path}: not a report of evaluate.py over several seeds (no models, across_seeds or provenance)")
+    return report
 
 
 def fail(message):

@@ -52,18 +52,43 @@ def test_the_ladder_without_its_reports_is_one_error_line(tmp_path):
     assert result.returncode == 2 and result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
 
 
-def test_the_gap_table_compares_each_candidate_with_their_protocol_here_on_their_estimator(tmp_path):
+def test_the_gap_table_compares_each_candidate_with_their_protocol_here_on_their_estimator(tmp_path, capsys):
     protocol, candidate = tmp_path / "protocol.json", tmp_path / "candidate.json"
-    protocol.write_text(json.dumps(fake_report({ladder.PROTOCOL[1]: [129.4, 129.6, 129.2]}, "c" * 40)))
-    candidate.write_text(json.dumps(fake_report({"cand_seed0": [131.0, 132.1, 131.5]}, "d" * 40)))
+
+    def report(seed0, values, elbos, commit):
+        made = fake_report({seed0: values}, commit) | {"split": "test"}
+        for model, elbo in zip(made["models"].values(), elbos):  # a spread of its own: the IS-500 column is tested
+            model["neg_elbo"] = elbo
+        return made
+    protocol.write_text(json.dumps(report(ladder.PROTOCOL[1], [129.4, 129.6, 129.2], [136.0, 135.0, 136.5], "c" * 40)))
+    candidate.write_text(json.dumps(report("cand_seed0", [131.0, 132.1, 131.5], [140.0, 137.0, 137.2], "d" * 40)))
     _, rows = ladder.gap(str(protocol), [("a change", str(candidate), "cand_seed0")], str(tmp_path))
     assert rows[0][1]["iwae_nll_k500"]["values"] == pytest.approx([134.0, 135.1, 134.5])
     table = (tmp_path / "gap.md").read_text()
     p = stats.ttest_ind([134.0, 135.1, 134.5], [132.4, 132.6, 132.2], equal_var=False).pvalue
     row = next(line for line in table.splitlines() if "a change" in line)
-    assert f"| +2.13 [" in row and f"(p = {p:.2g}) |" in row and "| 137.53 [" in row  # IS-500 step, -ELBO mean
+    assert f"| +2.13 [" in row and f"(p = {p:.2g}) |" in row and "| 138.07 [" in row  # IS-500 step, -ELBO mean
     assert "| their protocol, in this code | 3 | 132.40 [" in table and "135.73 ± 0.83" in table
-    assert "ccccccc" in table and "ddddddd" in table
-    with pytest.raises(SystemExit) as stop:
-        ladder.gap(str(protocol), [("a change", str(tmp_path / "missing.json"), "cand_seed0")], str(tmp_path))
-    assert stop.value.code == 2
+    assert "ccccccc" in table and "ddddddd" in table and "on the 1 000 test images" in table
+    # reports that cannot answer: one error line, exit 2 (a missing measure, the validation split, no report)
+    no_is500 = report("cand_seed0", [131.0, 132.1], [137.0, 137.2], "d" * 40)
+    del no_is500["models"]["cand_seed0"]["iwae_nll_k500"]
+    on_val = report("cand_seed0", [131.0, 132.1], [137.0, 137.2], "d" * 40) | {"split": "val"}
+    for content, message in ((no_is500, "no iwae_nll_k500"), (on_val, "scored on the val split"), (None, "cannot read")):
+        path = tmp_path / "bad.json"
+        path.unlink(missing_ok=True)
+        if content is not None:
+            path.write_text(json.dumps(content))
+        with pytest.raises(SystemExit) as stop:
+            ladder.gap(str(protocol), [("a change", str(path), "cand_seed0")], str(tmp_path))
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_the_ladder_s_command_line_takes_gap_and_nothing_else(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "lab.ladder", "--gap", "--other"], cwd=tmp_path,
+                            capture_output=True, text=True, env={"PYTHONPATH": ROOT})
+    assert result.returncode == 2 and result.stderr.startswith("error: unknown arguments")
+    result = subprocess.run([sys.executable, "-m", "lab.ladder", "--gap"], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PYTHONPATH": ROOT})  # no reports here: one error line, no traceback
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
