@@ -55,19 +55,29 @@ def test_the_ladder_without_its_reports_is_one_error_line(tmp_path):
 def test_the_gap_table_compares_each_candidate_with_their_protocol_here_on_their_estimator(tmp_path, capsys):
     protocol, candidate = tmp_path / "protocol.json", tmp_path / "candidate.json"
 
-    def report(seed0, values, elbos, commit):
+    def report(seed0, values, elbos, commit, exact=None):
         made = fake_report({seed0: values}, commit) | {"split": "test"}
-        for model, elbo in zip(made["models"].values(), elbos):  # a spread of its own: the IS-500 column is tested
-            model["neg_elbo"] = elbo
+        for i, (model, elbo) in enumerate(zip(made["models"].values(), elbos)):  # spreads of their own: each
+            model["neg_elbo"] = elbo                                              # column is tested
+            model["nll"] = exact[i] if exact else None
         return made
-    protocol.write_text(json.dumps(report(ladder.PROTOCOL[1], [129.4, 129.6, 129.2], [136.0, 135.0, 136.5], "c" * 40)))
-    candidate.write_text(json.dumps(report("cand_seed0", [131.0, 132.1, 131.5], [140.0, 137.0, 137.2], "d" * 40)))
+    protocol.write_text(json.dumps(report(ladder.PROTOCOL[1], [129.4, 129.6, 129.2], [136.0, 135.0, 136.5], "c" * 40,
+                                          exact=[128.9, 129.0, 128.7])))
+    candidate.write_text(json.dumps(report("cand_seed0", [131.0, 132.1, 131.5], [140.0, 137.0, 137.2], "d" * 40,
+                                           exact=[129.0, 129.2, 129.1])))
     _, rows = ladder.gap(str(protocol), [("a change", str(candidate), "cand_seed0")], str(tmp_path))
     assert rows[0][1]["iwae_nll_k500"]["values"] == pytest.approx([134.0, 135.1, 134.5])
     table = (tmp_path / "gap.md").read_text()
     p = stats.ttest_ind([134.0, 135.1, 134.5], [132.4, 132.6, 132.2], equal_var=False).pvalue
     row = next(line for line in table.splitlines() if "a change" in line)
     assert f"| +2.13 [" in row and f"(p = {p:.2g}) |" in row and "| 138.07 [" in row  # IS-500 step, -ELBO mean
+    p_exact = stats.ttest_ind([129.0, 129.2, 129.1], [128.9, 129.0, 128.7], equal_var=False).pvalue
+    assert row.endswith(f"| +0.23 [{row.split('| +0.23 [')[1].split(']')[0]}] (p = {p_exact:.2g}) |")  # the exact step
+    # a candidate scored without the quadrature: its exact cells are empty, the rest stands
+    candidate.write_text(json.dumps(report("cand_seed0", [131.0, 132.1, 131.5], [140.0, 137.0, 137.2], "d" * 40)))
+    ladder.gap(str(protocol), [("a change", str(candidate), "cand_seed0")], str(tmp_path))
+    row = next(line for line in (tmp_path / "gap.md").read_text().splitlines() if "a change" in line)
+    assert row.endswith(f"(p = {p:.2g}) | – |") and "| – | +2.13 [" in row
     assert "| their protocol, in this code | 3 | 132.40 [" in table and "135.73 ± 0.83" in table
     assert "ccccccc" in table and "ddddddd" in table and "on the 1 000 test images" in table
     # reports that cannot answer: one error line, exit 2 (a missing measure, the validation split, no report)
