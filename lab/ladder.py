@@ -219,7 +219,11 @@ def main(reports=None, output_dir=FOLDER):
     return rungs
 
 
+def cli(argv):
+    if argv not in ([], ["--gap"]):
+        fail(f"unknown arguments {' '.join(argv)}: python -m lab.ladder [--gap]")
+    return gap() if argv == ["--gap"] else main()
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] not in ([], ["--gap"]):
-        fail(f"unknown arguments {' '.join(sys.argv[1:])}: python -m lab.ladder [--gap]")
-    gap() if sys.argv[1:] == ["--gap"] else main()
+    cli(sys.argv[1:])

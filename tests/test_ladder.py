@@ -70,7 +70,7 @@ def test_the_gap_table_compares_each_candidate_with_their_protocol_here_on_their
     table = (tmp_path / "gap.md").read_text()
     p = stats.ttest_ind([134.0, 135.1, 134.5], [132.4, 132.6, 132.2], equal_var=False).pvalue
     row = next(line for line in table.splitlines() if "a change" in line)
-    assert f"| +2.13 [" in row and f"(p = {p:.2g}) |" in row and "| 138.07 [" in row  # IS-500 step, -ELBO mean
+    assert "| +2.13 [" in row and f"(p = {p:.2g}) |" in row and "| 138.07 [" in row  # IS-500 step, -ELBO mean
     p_exact = stats.ttest_ind([129.0, 129.2, 129.1], [128.9, 129.0, 128.7], equal_var=False).pvalue
     assert row.endswith(f"| +0.23 [{row.split('| +0.23 [')[1].split(']')[0]}] (p = {p_exact:.2g}) |")  # the exact step
     # a candidate scored without the quadrature: its exact cells are empty, the rest stands
@@ -95,10 +95,11 @@ def test_the_gap_table_compares_each_candidate_with_their_protocol_here_on_their
         assert stop.value.code == 2 and err.startswith("error: ") and message in err and len(err.splitlines()) == 1
 
 
-def test_the_ladder_s_command_line_takes_gap_and_nothing_else(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "lab.ladder", "--gap", "--other"], cwd=tmp_path,
-                            capture_output=True, text=True, env={"PYTHONPATH": ROOT})
-    assert result.returncode == 2 and result.stderr.startswith("error: unknown arguments")
-    result = subprocess.run([sys.executable, "-m", "lab.ladder", "--gap"], cwd=tmp_path, capture_output=True, text=True,
-                            env={"PYTHONPATH": ROOT})  # no reports here: one error line, no traceback
-    assert result.returncode == 2 and result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+@pytest.mark.parametrize("argv, message", [(["--gap", "--other"], "unknown arguments --gap --other"),
+                                           (["--gap"], "cannot read it")])  # no reports in this folder
+def test_the_ladder_s_command_line_takes_gap_and_nothing_else(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        ladder.cli(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("error: ") and message in err and len(err.splitlines()) == 1
