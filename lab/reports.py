@@ -226,15 +226,23 @@ def committed_in(path):
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
+def commit_of(provenance):
+    p = provenance
+    return (p.get("commit") or "no git checkout")[:10] + (" with uncommitted changes" if p.get("dirty") else "")
+
+
+def machine_of(provenance):
+    p = provenance
+    return (f"{p.get('gpu') or p.get('cpu') or 'unknown CPU'} ({p.get('threads')} threads, {p.get('jobs')} jobs; "
+            f"torch {p.get('torch')}, Python {p.get('python')})")
+
+
 def provenance_line(provenance):
     """One line: which commit, libraries and machine made a result, and in how long."""
-    p = provenance
-    commit = (p.get("commit") or "no git checkout")[:10] + (" with uncommitted changes" if p.get("dirty") else "")
-    device = p.get("gpu") or p.get("cpu") or "unknown CPU"
-    wall = p.get("wall_seconds")
+    wall = provenance.get("wall_seconds")
     took = "" if wall is None else f" in {wall / 60:.1f} min of wall time"
-    return (f"made at commit {commit} by `{p.get('command')}` on {device} ({p.get('threads')} threads, "
-            f"{p.get('jobs')} jobs; torch {p.get('torch')}, Python {p.get('python')}){took}")
+    return (f"made at commit {commit_of(provenance)} by `{provenance.get('command')}` on "
+            f"{machine_of(provenance)}{took}")
 
 
 def runs_line(provenance):
@@ -242,13 +250,10 @@ def runs_line(provenance):
     any of them (a rerun that finds everything cached keeps the provenance it finds: study.py's made_by), and its
     wall time the sum over every such invocation (runner.wall_seconds_of), including ones whose evaluations a
     later version redid."""
-    p = provenance
-    commit = (p.get("commit") or "no git checkout")[:10] + (" with uncommitted changes" if p.get("dirty") else "")
-    device = p.get("gpu") or p.get("cpu") or "unknown CPU"
-    wall = p.get("wall_seconds")
+    wall = provenance.get("wall_seconds")
     took = "" if wall is None else f"; {wall / 60:.1f} min of wall time over every invocation that trained or evaluated them"
-    return (f"runs trained and evaluated by `{p.get('command')}`, last at commit {commit} on {device} "
-            f"({p.get('threads')} threads, {p.get('jobs')} jobs; torch {p.get('torch')}, Python {p.get('python')}){took}")
+    return (f"runs trained and evaluated by `{provenance.get('command')}`, last at commit {commit_of(provenance)} on "
+            f"{machine_of(provenance)}{took}")
 
 
 def verdict_cell(c):
