@@ -3,6 +3,7 @@ import importlib
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -59,6 +60,9 @@ def run_script(script, *args, cwd=None):
     main = importlib.import_module(script.removesuffix(".py")).main
     out, err, code = io.StringIO(), io.StringIO(), 0
     previous = os.getcwd()
+    # a script's main installs its SIGTERM handler (a stop that keeps the last epoch): that is the script's
+    # process's, not this one's, so it is put back, as the working folder is
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         os.chdir(cwd or previous)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -68,6 +72,8 @@ def run_script(script, *args, cwd=None):
                 code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     finally:
         os.chdir(previous)
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 
