@@ -442,9 +442,18 @@ def test_ctrl_c_stops_a_parallel_study_at_once_at_every_stage(tmp_path, stage):
     ck, out = tmp_path / "ck", tmp_path / "out"
     argv = ["--quick", "--jobs", "2", "--datasets", "mnist", "--checkpoint_dir", str(ck),
             "-o", str(out), "--data_dir", DATA_DIR, "--logdir", str(tmp_path / "logs")]
-    study_process = subprocess.Popen([sys.executable, os.path.join(ROOT, "study.py"), *argv], cwd=ROOT,
-                                     start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
+    # the study as a terminal starts it: SIGINT handled. A shell starts a background job (`pytest ... &` in a
+    # script, as CI runners may) with SIGINT ignored, and an ignored signal stays ignored in every child: the
+    # study would then rightly ignore Ctrl-C too and run to its end
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        study_process = subprocess.Popen([sys.executable, os.path.join(ROOT, "study.py"), *argv], cwd=ROOT,
+                                         start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                         text=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, handler)
     evaluations = ck / "study" / "evaluations"
 
     def reached():
