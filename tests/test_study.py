@@ -601,3 +601,13 @@ def test_a_script_run_in_process_leaves_the_test_process_signal_handlers_as_they
     result = run_script("study.py", "--report_only", "-o", str(tmp_path / "nothing-here"))
     assert result.returncode == 2 and result.stderr.startswith("error: ")
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_the_sweep_report_says_what_its_likelihoods_are_exact_to_and_how_many_draws_its_bounds_use():
+    from lab import study_reports
+    runs = [{"beta": b, "quadrature_step_error_nats": e, "iwae_ess": s}
+            for b, e, s in ((None, None, None), (0.1, 0.0063, 6.9), (1.0, 0.0094, 9.9), (8.0, 0.0071, 4.4))]
+    text = study_reports.certification(runs, {"iwae_draws": 20})
+    assert "0.0094 nats" in text and "(3 runs; the bound is 0.01 nats)" in text
+    assert "4.4 to 9.9 of its 20 draws" in text
+    assert study_reports.certification([{"beta": 1.0, "nll_nats": 131.6}], {"iwae_k": 20}) == ""  # before version 5
