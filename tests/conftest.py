@@ -73,7 +73,8 @@ def run_script(script, *args, cwd=None):
     finally:
         os.chdir(previous)
         for number, handler in handlers.items():
-            signal.signal(number, handler)
+            if handler is not None:  # None: a handler set outside Python, which Python cannot put back
+                signal.signal(number, handler)
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 

@@ -437,7 +437,6 @@ def test_ctrl_c_stops_a_parallel_study_at_once_at_every_stage(tmp_path, stage):
     import signal
     import subprocess
     import sys
-    import time
     from conftest import ROOT
     ck, out = tmp_path / "ck", tmp_path / "out"
     argv = ["--quick", "--jobs", "2", "--datasets", "mnist", "--checkpoint_dir", str(ck),
@@ -454,6 +453,23 @@ def test_ctrl_c_stops_a_parallel_study_at_once_at_every_stage(tmp_path, stage):
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         signal.signal(signal.SIGINT, handler)
+    try:
+        _interrupt_at(study_process, stage, ck)
+    finally:  # a failed check above: neither the study nor a worker may outlive the test
+        try:
+            os.killpg(study_process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        study_process.wait()
+    assert run_script("study.py", *argv).returncode == 0
+    assert len(json.loads((out / "study.json").read_text())["runs"]) == 4
+
+
+def _interrupt_at(study_process, stage, ck):
+    """Ctrl-C once the study reaches the stage; then the checks of a prompt, clean stop."""
+    import signal
+    import subprocess
+    import time
     evaluations = ck / "study" / "evaluations"
 
     def reached():
@@ -467,7 +483,10 @@ def test_ctrl_c_stops_a_parallel_study_at_once_at_every_stage(tmp_path, stage):
     time.sleep(1.0)
     os.killpg(study_process.pid, signal.SIGINT)
     stopped_at = time.time()
-    _, stderr = study_process.communicate(timeout=60)
+    try:
+        _, stderr = study_process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the study was still running 60 s after Ctrl-C") from None
     # the status and last line say which way a slow stop went: 130 and "interrupted" (it stopped, late), or 0 (the
     # Ctrl-C was lost and the study ran to its end)
     took = time.time() - stopped_at
@@ -486,8 +505,6 @@ def test_ctrl_c_stops_a_parallel_study_at_once_at_every_stage(tmp_path, stage):
         time.sleep(0.1)
     assert not group_alive(), "a worker outlived the study"
     assert not [p for p in ck.rglob("*") if p.name.endswith(".lock") or ".pt.tmp" in p.name]
-    assert run_script("study.py", *argv).returncode == 0
-    assert len(json.loads((out / "study.json").read_text())["runs"]) == 4
 
 
 def test_a_measure_a_run_could_not_take_is_left_out_of_the_mean_and_n_says_so():
@@ -608,6 +625,9 @@ def test_the_sweep_report_says_what_its_likelihoods_are_exact_to_and_how_many_dr
     runs = [{"beta": b, "quadrature_step_error_nats": e, "iwae_ess": s}
             for b, e, s in ((None, None, None), (0.1, 0.0063, 6.9), (1.0, 0.0094, 9.9), (8.0, 0.0071, 4.4))]
     text = study_reports.certification(runs, {"iwae_draws": 20})
-    assert "0.0094 nats" in text and "(3 runs; the bound is 0.01 nats)" in text
+    assert text.startswith(" Each −log p(x)") and "0.009400 nats over 3 runs, below the 0.01-nat bound" in text
     assert "4.4 to 9.9 of its 20 draws" in text
+    runs[1]["quadrature_step_error_nats"] = 0.01004  # an image still above the bound at the finest step
+    text = study_reports.certification(runs, {"iwae_draws": 20})
+    assert text.startswith(" Not every") and "0.010040 nats over 3 runs, 1 of them above the 0.01-nat bound" in text
     assert study_reports.certification([{"beta": 1.0, "nll_nats": 131.6}], {"iwae_k": 20}) == ""  # before version 5
