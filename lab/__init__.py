@@ -30,5 +30,6 @@ One file per concept; each imports only from the layers above it in this list:
     study_figures.py    the study's and the β sweep's figures
     ladder.py           the ladder from Davidson et al.'s protocol to our best recipe, and the gap to their published
                         number, from evaluate.py's reports
+    their_estimator.py  the published number beside their TensorFlow example's estimator, on the gap's checkpoints
     explorer_page.py    the self-contained browser page (explorer_template.html)
 """

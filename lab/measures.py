@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.distributions import Normal
 
 from models import bernoulli_cross_entropy
 
@@ -108,6 +109,27 @@ def iwae_nll(model, images, k=1000, chunk=50, seed=0):
 def iwae_nll_of_split(model, images, k=1000, batch_size=100, seed=0):
     """Mean IWAE estimate of -log p(x) over images, in batches (memory ~ batch_size x chunk images)."""
     return likelihood_bounds(model, images, k, seed, quadrature=False, batch_size=batch_size)["iwae_nll"]
+
+
+@torch.no_grad()
+def single_decode_is_nll(model, images, k=500, seed=0, batch_size=100):
+    """The importance-sampled "-log p(x)" of Davidson et al.'s TensorFlow example (nicola-decao/s-vae-tf,
+    examples/mnist.py, log_likelihood), to set beside their published table: -log p(x | z_0) at one draw
+    z_0 ~ q(z|x), minus log (1/k) sum_i p(z_i) / q(z_i|x) over k more draws. It is not an estimate of -log p(x):
+    p(x|z) is never taken at the k draws, so as k grows it tends to the one-draw reconstruction term, below the
+    -ELBO by the KL. Mean over images, nats. (Their PyTorch code decodes every draw, as iwae_nll does.)"""
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size]
+        mu, logvar = model.encode_dist(x)
+        sigma = torch.exp(0.5 * logvar)
+        z0 = mu + sigma * torch.randn(mu.shape, generator=generator).to(mu)
+        recon0 = bernoulli_cross_entropy(model.decode_logits(z0), x)
+        z = mu + sigma * torch.randn((k, *mu.shape), generator=generator).to(mu)
+        log_ratio = (Normal(0.0, 1.0).log_prob(z) - Normal(mu, sigma).log_prob(z)).sum(-1)  # k x B, no decoding
+        total += (recon0 - (torch.logsumexp(log_ratio, 0) - math.log(k))).sum().item()
+    return total / len(images)
 
 
 LOW_ESS = 0.05  # an image's IWAE bound rests on few draws when its ESS is below this share of k (and below 2)

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from scipy import stats
 
 from lab import ladder
@@ -103,3 +104,38 @@ def test_the_ladder_s_command_line_takes_gap_and_nothing_else(tmp_path, monkeypa
         ladder.cli(argv)
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_their_example_estimator_is_the_one_draw_reconstruction_when_the_posterior_is_the_prior():
+    # with q(z|x) = N(0, I) = p(z), every p(z_i)/q(z_i|x) is 1: their TensorFlow example's "-log p(x)" is then
+    # exactly -log p(x | z_0) at its one draw, whatever k; an estimate of -log p(x) would average p(x|z) instead
+    import models
+    from lab import measures
+    torch.manual_seed(0)
+    model = models.VAE(hidden_dims=(16,), latent_dim=2).eval()
+    last = model.encoder[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    images = (torch.rand(7, 1, 28, 28) > 0.5).float()
+    z0 = torch.randn((7, 2), generator=torch.Generator().manual_seed(3))  # the estimator's first draw, seed 3
+    one_draw = models.bernoulli_cross_entropy(model.decode_logits(z0), images).mean().item()
+    for k in (1, 50):
+        assert measures.single_decode_is_nll(model, images, k=k, seed=3) == pytest.approx(one_draw, abs=1e-4)
+    torch.nn.init.normal_(last.weight)  # a posterior of its own: the prior-over-posterior term now counts
+    assert measures.single_decode_is_nll(model, images, k=1, seed=3) != \
+        pytest.approx(measures.single_decode_is_nll(model, images, k=50, seed=3), abs=1e-3)
+
+
+def test_their_estimator_needs_the_reports_checkpoints(tmp_path, capsys):
+    from lab import their_estimator
+    report = {"models": {"a": {}, "b": {}}, "across_seeds": {}, "provenance": {
+        "command": f"python evaluate.py {tmp_path}/a.pt {tmp_path}/b.pt --dataset binarized-mnist"}}
+    with pytest.raises(SystemExit) as stop:
+        their_estimator.checkpoints_of(report, "r.json")
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}/a.pt, {tmp_path}/b.pt: not here (docs/binarized-mnist.md has the commands that make them)\n"
+    (tmp_path / "a.pt").write_bytes(b"")
+    (tmp_path / "b.pt").write_bytes(b"")
+    assert their_estimator.checkpoints_of(report, "r.json") == {"a": f"{tmp_path}/a.pt", "b": f"{tmp_path}/b.pt"}
+    with pytest.raises(SystemExit):
+        their_estimator.main(["--k", "100"])
