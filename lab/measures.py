@@ -116,8 +116,10 @@ def single_decode_is_nll(model, images, k=500, seed=0, batch_size=100):
     """The importance-sampled "-log p(x)" of Davidson et al.'s TensorFlow example (nicola-decao/s-vae-tf,
     examples/mnist.py, log_likelihood), to set beside their published table: -log p(x | z_0) at one draw
     z_0 ~ q(z|x), minus log (1/k) sum_i p(z_i) / q(z_i|x) over k more draws. It is not an estimate of -log p(x):
-    p(x|z) is never taken at the k draws, so as k grows it tends to the one-draw reconstruction term, below the
-    -ELBO by the KL. Mean over images, nats. (Their PyTorch code decodes every draw, as iwae_nll does.)"""
+    p(x|z) is never taken at the k draws. In expectation it equals the -ELBO at k = 1 and falls with k towards
+    the reconstruction term (the -ELBO less the KL), slowly: p/q has infinite variance where q is narrower than
+    the prior by a factor of sqrt(2). Mean over images, nats. (Their PyTorch code decodes every draw, as
+    iwae_nll does.)"""
     generator = torch.Generator().manual_seed(seed)
     total = 0.0
     for start in range(0, len(images), batch_size):

@@ -128,7 +128,7 @@ def test_their_example_estimator_is_the_one_draw_reconstruction_when_the_posteri
 
 def test_their_estimator_needs_the_reports_checkpoints(tmp_path, capsys):
     from lab import their_estimator
-    report = {"models": {"a": {}, "b": {}}, "across_seeds": {}, "provenance": {
+    report = {"dataset": "binarized-mnist", "split": "test", "models": {"a": {}, "b": {}}, "across_seeds": {}, "provenance": {
         "command": f"python evaluate.py {tmp_path}/a.pt {tmp_path}/b.pt --dataset binarized-mnist"}}
     with pytest.raises(SystemExit) as stop:
         their_estimator.checkpoints_of(report, "r.json")
@@ -137,5 +137,30 @@ def test_their_estimator_needs_the_reports_checkpoints(tmp_path, capsys):
     (tmp_path / "a.pt").write_bytes(b"")
     (tmp_path / "b.pt").write_bytes(b"")
     assert their_estimator.checkpoints_of(report, "r.json") == {"a": f"{tmp_path}/a.pt", "b": f"{tmp_path}/b.pt"}
-    with pytest.raises(SystemExit):
-        their_estimator.main(["--k", "100"])
+    with pytest.raises(SystemExit) as stop:
+        their_estimator.main(["--k", "100"], output_dir=tmp_path)
+    assert stop.value.code == 2 and "unknown arguments --k 100" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a report on other images
+        their_estimator.checkpoints_of(report | {"dataset": "binarized-mnist", "split": "val"}, "r.json")
+    assert "not a report on the binarised MNIST test set" in capsys.readouterr().err
+
+
+def test_their_example_estimator_takes_the_kl_from_its_draws_at_one_draw():
+    # k = 1: the estimator less its one-draw reconstruction term is -(log p(z_1) - log q(z_1|x)), whose mean over
+    # images is the KL in closed form (here a softplus posterior, as their code's, the same for every image)
+    import models
+    from lab import measures
+    model = models.VAE(hidden_dims=(16,), latent_dim=2, posterior_scale="softplus").eval()
+    last = model.encoder[-1]
+    torch.nn.init.zeros_(last.weight)
+    with torch.no_grad():
+        last.bias.copy_(torch.tensor([0.8, -0.5, -1.0, 0.3]))  # mean (0.8, -0.5), softplus pre-activations
+    n = 20000
+    images = torch.zeros(n, 1, 28, 28)
+    estimate = measures.single_decode_is_nll(model, images, k=1, seed=5, batch_size=n)
+    mu, logvar = model.encode_dist(images[:1])
+    generator = torch.Generator().manual_seed(5)
+    z0 = mu + torch.exp(0.5 * logvar) * torch.randn((n, 2), generator=generator)
+    recon0 = models.bernoulli_cross_entropy(model.decode_logits(z0), images).mean().item()
+    kl = models.gaussian_kl(mu, logvar).item()
+    assert estimate - recon0 == pytest.approx(kl, abs=0.05) and kl > 1
