@@ -137,6 +137,8 @@ def test_their_estimator_needs_the_reports_checkpoints(tmp_path, capsys):
     (tmp_path / "a.pt").write_bytes(b"")
     (tmp_path / "b.pt").write_bytes(b"")
     assert their_estimator.checkpoints_of(report, "r.json") == {"a": f"{tmp_path}/a.pt", "b": f"{tmp_path}/b.pt"}
+    assert their_estimator.main(["-h"], output_dir=tmp_path) is None and not list(tmp_path.glob("their-*"))
+    assert "python -m lab.their_estimator" in capsys.readouterr().out
     with pytest.raises(SystemExit) as stop:
         their_estimator.main(["--k", "100"], output_dir=tmp_path)
     assert stop.value.code == 2 and "unknown arguments --k 100" in capsys.readouterr().err
