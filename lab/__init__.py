@@ -31,5 +31,6 @@ One file per concept; each imports only from the layers above it in this list:
     ladder.py           the ladder from Davidson et al.'s protocol to our best recipe, and the gap to their published
                         number, from evaluate.py's reports
     their_estimator.py  the published number beside their TensorFlow example's estimator, on the gap's checkpoints
+    binarisation_draws.py  the gap's IS-500 on more binarisations of the same test images
     explorer_page.py    the self-contained browser page (explorer_template.html)
 """

@@ -166,3 +166,37 @@ def test_their_example_estimator_takes_the_kl_from_its_draws_at_one_draw():
     recon0 = models.bernoulli_cross_entropy(model.decode_logits(z0), images).mean().item()
     kl = models.gaussian_kl(mu, logvar).item()
     assert estimate - recon0 == pytest.approx(kl, abs=0.05) and kl > 1
+
+
+def test_binarisation_draws_score_the_report_s_models_on_fresh_0_1_images_of_the_same_test_set(tmp_path, mnist,
+                                                                                                 monkeypatch, capsys):
+    import data
+    import models
+    from lab import binarisation_draws, measures
+    from conftest import DATA_DIR
+    binarized = data.load_dataset("binarized-mnist", DATA_DIR)["test"].images
+    # the committed seed redraws the very images every binarized-mnist report was scored on
+    assert torch.equal(data.binarize(mnist["test"].images, binarisation_draws.COMMITTED), binarized)
+    model = models.VAE(hidden_dims=(16,), latent_dim=2).eval()
+    path = tmp_path / "m.pt"
+    models.save_checkpoint(str(path), model)
+    n = 60
+    # the report's IS-500 as evaluation.evaluate_model takes it (sample seed 0, its first bound_images images)
+    committed = measures.likelihood_bounds(model, binarized[:n], k=500, seed=0, quadrature=False)["iwae_nll"]
+    report = {"dataset": "binarized-mnist", "split": "test", "provenance": {"command": f"python evaluate.py {path}"},
+              "models": {"m": {"iwae_nll_k500": committed, "bound_images": n}}, "across_seeds": []}
+    (tmp_path / "r.json").write_text(json.dumps(report))
+    monkeypatch.setattr(binarisation_draws, "FRESH", (binarisation_draws.COMMITTED, 7))
+    arm = binarisation_draws.arm("an arm", str(tmp_path / "r.json"), mnist["test"].images)
+    row = arm["models"][0]
+    assert row["fresh"][str(binarisation_draws.COMMITTED)] == committed  # same settings: only the pixels may differ
+    other = measures.iwae_nll_of_split(model, data.binarize(mnist["test"].images, 7)[:n], k=500)
+    assert row["fresh"]["7"] == other and abs(other - committed) > 1e-3
+    assert row["shift_range"] == [min(0.0, other - committed), max(0.0, other - committed)]
+    assert arm["mean_shift"]["values"] == [0.0, other - committed] and arm["mean_shift"]["n"] == 2
+    assert "| an arm | " in binarisation_draws.table([arm])
+    assert binarisation_draws.main(["-h"], output_dir=tmp_path) is None and not list(tmp_path.glob("binarisation-*"))
+    assert "python -m lab.binarisation_draws" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        binarisation_draws.main(["--seeds", "3"], output_dir=tmp_path)
+    assert stop.value.code == 2 and "unknown arguments --seeds 3" in capsys.readouterr().err
