@@ -23,12 +23,13 @@ from lab.ladder import FOLDER, fail, number, read_report
 from lab.provenance import provenance
 from lab.reports import provenance_line
 from lab.seed_statistics import over_seeds
-from lab.their_estimator import ARMS, checkpoints_of
+from lab.their_estimator import ARMS as ESTIMATOR_ARMS, checkpoints_of
 
 K = 500  # their table's importance samples, as in the reports
 COMMITTED = data.BINARIZE_SEED + 1  # the seed that binarised the test images every report was scored on
 FRESH = (COMMITTED + 1, COMMITTED + 2, COMMITTED + 3)  # three more draws of the same images
 COMMAND = "python -m lab.binarisation_draws"
+ARMS = ESTIMATOR_ARMS[:2]  # their protocol here and their code's model: the two arms the gap's words compare
 
 
 def model_row(path, entry, grey_images):
