@@ -74,6 +74,17 @@ def test_the_gap_table_compares_each_candidate_with_their_protocol_here_on_their
     assert "| +2.13 [" in row and f"(p = {p:.2g}) |" in row and "| 138.07 [" in row  # IS-500 step, -ELBO mean
     p_exact = stats.ttest_ind([129.0, 129.2, 129.1], [128.9, 129.0, 128.7], equal_var=False).pvalue
     assert row.endswith(f"| +0.23 [{row.split('| +0.23 [')[1].split(']')[0]}] (p = {p_exact:.2g}) |")  # the exact step
+    # a planned split: the arm with both changes less the arm with one, in a table of its own
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(report("other_seed0", [130.0, 130.2, 129.9], [137.0, 136.0, 136.6], "e" * 40,
+                                       exact=[128.0, 128.3, 128.1])))
+    ladder.gap(str(protocol), [("a change", str(candidate), "cand_seed0"), ("one change", str(other), "other_seed0")],
+               str(tmp_path), splits=[("what differs", "cand_seed0", "other_seed0"), ("absent", "x", "other_seed0")])
+    split_rows = [line for line in (tmp_path / "gap.md").read_text().splitlines() if line.startswith("| what differs")]
+    p_split = stats.ttest_ind([134.0, 135.1, 134.5], [133.0, 133.2, 132.9], equal_var=False).pvalue
+    assert len(split_rows) == 1 and split_rows[0].startswith("| what differs | +1.50 [") and f"(p = {p_split:.2g})" in split_rows[0]
+    assert "| +0.97 [" in split_rows[0] and "absent" not in (tmp_path / "gap.md").read_text()
+    assert "| split: what differs between two candidates |" in (tmp_path / "gap.md").read_text()
     # a candidate scored without the quadrature: its exact cells are empty, the rest stands
     candidate.write_text(json.dumps(report("cand_seed0", [131.0, 132.1, 131.5], [140.0, 137.0, 137.2], "d" * 40)))
     ladder.gap(str(protocol), [("a change", str(candidate), "cand_seed0")], str(tmp_path))
