@@ -141,7 +141,8 @@ def split_table(arms, splits):
 
 def gap(protocol_path=PROTOCOL[0], candidates=None, output_dir=FOLDER, splits=None):
     if candidates is None:
-        candidates, splits = [(change, path, seed0) for change, path, seed0 in CANDIDATES], SPLITS
+        candidates = [(change, path, seed0) for change, path, seed0 in CANDIDATES]
+        splits = SPLITS if splits is None else splits
     protocol_report = read_report(protocol_path)
     protocol = recipe_values(protocol_report, PROTOCOL[1], protocol_path)
     rows, made = [], [f"`{os.path.basename(protocol_path)}`: {provenance_line(protocol_report['provenance'])}"]

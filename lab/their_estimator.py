@@ -1,6 +1,6 @@
 """Davidson et al.'s published Gaussian 2-D VAE number set beside the estimator of their TensorFlow example
-(docs/binarized-mnist.md, "The gap"). For each model of their protocol run here, and of its candidate with
-their code's model, the example's importance-sampled "-log p(x)" (measures.single_decode_is_nll: p(x|z) at one
+(docs/binarized-mnist.md, "The gap"). For each model of their protocol run here, and of each candidate
+explanation (lab.ladder.CANDIDATES), the example's importance-sampled "-log p(x)" (measures.single_decode_is_nll: p(x|z) at one
 draw only, 500 draws for the rest) beside our IS-500 and -ELBO from the same model's report, on its images:
 
     python -m lab.their_estimator   # the reports' checkpoints -> readme/best/ladder/their-estimator.{json,md}
@@ -15,7 +15,7 @@ import time
 import data
 import models
 from lab import measures
-from lab.files import strict_json, write_atomically
+from lab.files import DataError, strict_json, write_atomically
 from lab.ladder import CANDIDATES, FOLDER, PROTOCOL, PUBLISHED as PUBLISHED_VALUES, fail, number, read_report
 from lab.provenance import provenance
 from lab.reports import provenance_line
@@ -69,24 +69,39 @@ def table(arms):
     return header + rows
 
 
-def main(argv=(), output_dir=FOLDER, data_dir="data"):
+def gap_script(argv, doc, command, output_dir, name, compute, describe):
+    """What the gap's scripts that rescore its checkpoints share (this one, lab.binarisation_draws): no arguments
+    but -h; compute() -> the result's fields, given provenance and written to <name>.json; describe(result) -> the
+    Markdown of <name>.md. A checkpoint or data file that cannot be used is one error line."""
     if list(argv) in (["-h"], ["--help"]):
-        print(__doc__.strip())
+        print(doc.strip())
         return None
     if list(argv):
-        fail(f"unknown arguments {' '.join(argv)}: {COMMAND} takes none")
+        fail(f"unknown arguments {' '.join(argv)}: {command} takes none")
     started = time.perf_counter()
-    test_images = data.load_dataset("binarized-mnist", data_dir)["test"].images
-    arms = [arm(change, path, test_images) for change, path in ARMS]
-    result = {"provenance": provenance(COMMAND, round(time.perf_counter() - started, 1), 1),
-              "k": K, "published": PUBLISHED_VALUES, "arms": arms}
-    write_atomically(os.path.join(output_dir, "their-estimator.json"), strict_json(result))
-    text = (f"Davidson et al.'s published number beside their TensorFlow example's estimator, on the test images "
-            f"of each model's report, by `{COMMAND}`: {provenance_line(result['provenance'])}. Means over seeds "
-            f"with 95 % t intervals; IS-500 and −ELBO from the reports. Exploratory.\n\n{PUBLISHED}\n\n{table(arms)}")
-    write_atomically(os.path.join(output_dir, "their-estimator.md"), text)
+    try:
+        fields = compute()
+    except (models.CheckpointError, DataError) as e:
+        fail(str(e))
+    result = {"provenance": provenance(command, round(time.perf_counter() - started, 1), 1), **fields}
+    write_atomically(os.path.join(output_dir, f"{name}.json"), strict_json(result))
+    text = describe(result)
+    write_atomically(os.path.join(output_dir, f"{name}.md"), text)
     print(text)
     return result
+
+
+def main(argv=(), output_dir=FOLDER, data_dir="data"):
+    def compute():
+        test_images = data.load_dataset("binarized-mnist", data_dir)["test"].images
+        return {"k": K, "published": PUBLISHED_VALUES, "arms": [arm(change, path, test_images) for change, path in ARMS]}
+
+    def describe(result):
+        return (f"Davidson et al.'s published number beside their TensorFlow example's estimator, on the test images "
+                f"of each model's report, by `{COMMAND}`: {provenance_line(result['provenance'])}. Means over seeds "
+                f"with 95 % t intervals; IS-500 and −ELBO from the reports. Exploratory.\n\n{PUBLISHED}\n\n"
+                f"{table(result['arms'])}")
+    return gap_script(argv, __doc__, COMMAND, output_dir, "their-estimator", compute, describe)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,8 @@ def test_the_gap_table_compares_each_candidate_with_their_protocol_here_on_their
     assert len(split_rows) == 1 and split_rows[0].startswith("| what differs | +1.50 [") and f"(p = {p_split:.2g})" in split_rows[0]
     assert "| +0.97 [" in split_rows[0] and "absent" not in (tmp_path / "gap.md").read_text()
     assert "| split: what differs between two candidates |" in (tmp_path / "gap.md").read_text()
+    candidates = {seed0 for _, _, seed0 in ladder.CANDIDATES}  # each planned split names two of the candidates
+    assert ladder.SPLITS and all({both, one} <= candidates for _, both, one in ladder.SPLITS)
     # a candidate scored without the quadrature: its exact cells are empty, the rest stands
     candidate.write_text(json.dumps(report("cand_seed0", [131.0, 132.1, 131.5], [140.0, 137.0, 137.2], "d" * 40)))
     ladder.gap(str(protocol), [("a change", str(candidate), "cand_seed0")], str(tmp_path))
@@ -191,21 +193,33 @@ def test_binarisation_draws_score_the_report_s_models_on_fresh_0_1_images_of_the
     model = models.VAE(hidden_dims=(16,), latent_dim=2).eval()
     path = tmp_path / "m.pt"
     models.save_checkpoint(str(path), model)
-    n = 60
-    # the report's IS-500 as evaluation.evaluate_model takes it (sample seed 0, its first bound_images images)
-    committed = measures.likelihood_bounds(model, binarized[:n], k=500, seed=0, quadrature=False)["iwae_nll"]
-    report = {"dataset": "binarized-mnist", "split": "test", "provenance": {"command": f"python evaluate.py {path}"},
-              "models": {"m": {"iwae_nll_k500": committed, "bound_images": n}}, "across_seeds": []}
+    n = 150  # above the estimator's batch of 100
+    # the report's IS-K as evaluation.evaluate_model takes it (sample seed 0, its first bound_images images)
+    monkeypatch.setattr(binarisation_draws, "K", 20)  # fewer draws than the reports' 500, to keep the test fast
+    committed = measures.likelihood_bounds(model, binarized[:n], k=20, seed=0, quadrature=False)["iwae_nll"]
+    entry = {"iwae_nll_k20": committed, "bound_images": n, "recon": measures.reconstruction_nats(model, binarized)}
+    report = {"dataset": "binarized-mnist", "split": "test", "models": {"m": entry}, "across_seeds": [],
+              "provenance": {"command": f"python evaluate.py {path}", "commit": "f" * 40}}
     (tmp_path / "r.json").write_text(json.dumps(report))
     monkeypatch.setattr(binarisation_draws, "FRESH", (binarisation_draws.COMMITTED, 7))
     arm = binarisation_draws.arm("an arm", str(tmp_path / "r.json"), mnist["test"].images)
     row = arm["models"][0]
     assert row["fresh"][str(binarisation_draws.COMMITTED)] == committed  # same settings: only the pixels may differ
-    other = measures.iwae_nll_of_split(model, data.binarize(mnist["test"].images, 7)[:n], k=500)
+    other = measures.iwae_nll_of_split(model, data.binarize(mnist["test"].images, 7)[:n], k=20)
     assert row["fresh"]["7"] == other and abs(other - committed) > 1e-3
     assert row["shift_range"] == [min(0.0, other - committed), max(0.0, other - committed)]
     assert arm["mean_shift"]["values"] == [0.0, other - committed] and arm["mean_shift"]["n"] == 2
-    assert "| an arm | " in binarisation_draws.table([arm])
+    cells = binarisation_draws.table([arm]).splitlines()[2].split(" | ")
+    assert cells[1:5] == ["1", f"{committed:.2f}", f"{committed:.2f}", f"{other:.2f}"]
+    assert cells[5].startswith(f"{(other - committed) / 2:+.3f} [") and cells[6] == f"{abs(other - committed):.3f} |"
+    # a checkpoint that is not the one the report scored, or a report with other draws: one error line each
+    for changed, message in ((report | {"models": {"m": entry | {"recon": entry["recon"] + 0.5}}}, "not the checkpoint"),
+                             (report | {"provenance": {"command": f"python evaluate.py {path} --sample_seed 3"}},
+                              "another sample seed")):
+        (tmp_path / "r.json").write_text(json.dumps(changed))
+        with pytest.raises(SystemExit) as stop:
+            binarisation_draws.arm("an arm", str(tmp_path / "r.json"), mnist["test"].images)
+        assert stop.value.code == 2 and message in capsys.readouterr().err
     assert binarisation_draws.main(["-h"], output_dir=tmp_path) is None and not list(tmp_path.glob("binarisation-*"))
     assert "python -m lab.binarisation_draws" in capsys.readouterr().out
     with pytest.raises(SystemExit) as stop:
