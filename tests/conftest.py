@@ -39,6 +39,12 @@ def mnist():
     return data.load_dataset("mnist", DATA_DIR)
 
 
+@pytest.fixture(scope="session")
+def binarized_mnist():
+    """The real bundled binarised MNIST splits (loaded once per test session; tests only read them)."""
+    return data.load_dataset("binarized-mnist", DATA_DIR)
+
+
 @pytest.fixture
 def mnist_copy(tmp_path):
     """A private copy of the bundled .gz files, for tests that damage them."""

@@ -182,12 +182,12 @@ def test_their_example_estimator_takes_the_kl_from_its_draws_at_one_draw():
 
 
 def test_binarisation_draws_score_the_report_s_models_on_fresh_0_1_images_of_the_same_test_set(tmp_path, mnist,
+                                                                                                 binarized_mnist,
                                                                                                  monkeypatch, capsys):
     import data
     import models
     from lab import binarisation_draws, measures
-    from conftest import DATA_DIR
-    binarized = data.load_dataset("binarized-mnist", DATA_DIR)["test"].images
+    binarized = binarized_mnist["test"].images
     # the committed seed redraws the very images every binarized-mnist report was scored on
     assert torch.equal(data.binarize(mnist["test"].images, binarisation_draws.COMMITTED), binarized)
     model = models.VAE(hidden_dims=(16,), latent_dim=2).eval()

@@ -341,8 +341,8 @@ def test_evaluate_writes_json_and_markdown_for_every_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_binarized_mnist_is_evaluated_on_its_binary_test_set_by_the_mnist_judge(tmp_path, monkeypatch):
-    import data
+def test_binarized_mnist_is_evaluated_on_its_binary_test_set_by_the_mnist_judge(tmp_path, monkeypatch, mnist,
+                                                                                binarized_mnist):
     ck = tmp_path / "ck"
     ck.mkdir()
     torch.manual_seed(0)
@@ -354,8 +354,7 @@ def test_binarized_mnist_is_evaluated_on_its_binary_test_set_by_the_mnist_judge(
                    "--data_dir", DATA_DIR, "--iwae_k", "2", "--iwae_images", "20", "--num_samples", "100"])
     report = json.loads((tmp_path / "out" / "metrics_binarized-mnist.json").read_text())
     assert list(report["models"]) == ["binarized-mnist_vae"]
-    binary_test = data.load_dataset("binarized-mnist", DATA_DIR)["test"]
-    grey_test = data.load_dataset("mnist", DATA_DIR)["test"]
+    binary_test, grey_test = binarized_mnist["test"], mnist["test"]
     on_binary = measures.evaluate_split(vae, binary_test)["loss_total"]
     assert report["models"]["binarized-mnist_vae"]["objective"] == pytest.approx(on_binary, rel=1e-6)
     # (the cross-entropy is linear in the target, so on average it cannot tell the two test sets apart;

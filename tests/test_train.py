@@ -203,7 +203,8 @@ def test_a_failing_compiler_is_one_error_line_and_writes_nothing(tmp_path, monke
 
 
 @pytest.mark.slow
-def test_binarized_mnist_trains_on_binary_batches_and_validates_on_the_fixed_binary_split(tmp_path, monkeypatch):
+def test_binarized_mnist_trains_on_binary_batches_and_validates_on_the_fixed_binary_split(tmp_path, monkeypatch,
+                                                                                          binarized_mnist):
     inputs_were_binary = []
     real_loss = models.VAE.loss
 
@@ -218,7 +219,7 @@ def test_binarized_mnist_trains_on_binary_batches_and_validates_on_the_fixed_bin
     path = tmp_path / "ck" / "binarized-mnist_vae.pt"
     vae = models.load_checkpoint(path)
     assert vae.dataset == "binarized-mnist"
-    val = data.load_dataset("binarized-mnist", DATA_DIR)["val"]
+    val = binarized_mnist["val"]
     saved = torch.load(path, weights_only=True)
     assert saved["val_metrics"]["loss_total"] == pytest.approx(measures.evaluate_split(vae, val)["loss_total"], rel=1e-5)
 
