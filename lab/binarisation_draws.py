@@ -91,7 +91,7 @@ def main(argv=(), output_dir=FOLDER, data_dir="data"):
                 f"{provenance_line(result['provenance'])}, beside the reports' own values ({made}). Same estimator, "
                 f"draws (sample seed 0) and images as the reports; only the 0/1 pixels differ. "
                 f"Exploratory.\n\n{table(result['arms'])}")
-    return gap_script(argv, __doc__, COMMAND, output_dir, "binarisation-draws", compute, describe)
+    return gap_script(argv, __doc__, COMMAND, output_dir, "binarisation-draws", ARMS, compute, describe)
 
 
 if __name__ == "__main__":

@@ -69,15 +69,18 @@ def table(arms):
     return header + rows
 
 
-def gap_script(argv, doc, command, output_dir, name, compute, describe):
+def gap_script(argv, doc, command, output_dir, name, arms, compute, describe):
     """What the gap's scripts that rescore its checkpoints share (this one, lab.binarisation_draws): no arguments
     but -h; compute() -> the result's fields, given provenance and written to <name>.json; describe(result) -> the
-    Markdown of <name>.md. A checkpoint or data file that cannot be used is one error line."""
+    Markdown of <name>.md; arms: its (change, report) pairs. A checkpoint or data file that cannot be used is
+    one error line, and a missing checkpoint is found before any is scored."""
     if list(argv) in (["-h"], ["--help"]):
         print(doc.strip())
         return None
     if list(argv):
         fail(f"unknown arguments {' '.join(argv)}: {command} takes none")
+    for _, report_path in arms:  # every checkpoint here before any is scored: a missing one fails at once
+        checkpoints_of(read_report(report_path), report_path)
     started = time.perf_counter()
     try:
         fields = compute()
@@ -101,7 +104,7 @@ def main(argv=(), output_dir=FOLDER, data_dir="data"):
                 f"of each model's report, by `{COMMAND}`: {provenance_line(result['provenance'])}. Means over seeds "
                 f"with 95 % t intervals; IS-500 and −ELBO from the reports. Exploratory.\n\n{PUBLISHED}\n\n"
                 f"{table(result['arms'])}")
-    return gap_script(argv, __doc__, COMMAND, output_dir, "their-estimator", compute, describe)
+    return gap_script(argv, __doc__, COMMAND, output_dir, "their-estimator", ARMS, compute, describe)
 
 
 if __name__ == "__main__":

@@ -148,6 +148,13 @@ def test_their_estimator_needs_the_reports_checkpoints(tmp_path, capsys):
         their_estimator.checkpoints_of(report, "r.json")
     assert stop.value.code == 2
     assert capsys.readouterr().err == f"error: {tmp_path}/a.pt, {tmp_path}/b.pt: not here (docs/binarized-mnist.md has the commands that make them)\n"
+    # a script over several arms finds a missing checkpoint before it scores any
+    (tmp_path / "r.json").write_text(json.dumps(report | {"provenance": {"command": report["provenance"]["command"]},
+                                                          "across_seeds": []}))
+    with pytest.raises(SystemExit) as stop:
+        their_estimator.gap_script([], "doc", "cmd", tmp_path, "x", [("an arm", str(tmp_path / "r.json"))],
+                                   lambda: pytest.fail("scored before every checkpoint was found"), str)
+    assert stop.value.code == 2 and "a.pt" in capsys.readouterr().err and not list(tmp_path.glob("x.*"))
     (tmp_path / "a.pt").write_bytes(b"")
     (tmp_path / "b.pt").write_bytes(b"")
     assert their_estimator.checkpoints_of(report, "r.json") == {"a": f"{tmp_path}/a.pt", "b": f"{tmp_path}/b.pt"}
